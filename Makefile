@@ -1,0 +1,53 @@
+# messiah: see README.md. Every target installs what it needs (scripts/deps.sh) first.
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+CLUSTER := scripts/cluster.sh
+PGRX_TEST_DATA := /tmp/messiah-pgrx-test
+
+.PHONY: deps install cluster stop demo test lint unit regress integration bench clean
+
+deps:
+	@scripts/deps.sh
+
+# Builds messiah and installs it into the system PostgreSQL 15 (we are root).
+install: deps
+	cargo pgrx install --pg-config $(PG_CONFIG) $(if $(RELEASE),--release,) >/dev/null
+
+cluster: install
+	@$(CLUSTER) start
+
+stop:
+	@$(CLUSTER) stop
+
+demo: deps
+	@scripts/demo.sh
+
+lint: deps
+	cargo fmt --check
+	cargo clippy --all-targets --features "pg15 pg_test integration" -- -D warnings
+
+# Unit tests (pure Rust) and #[pg_test]s, in pgrx's own throwaway cluster.
+unit: deps
+	rm -rf $(PGRX_TEST_DATA)
+	cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_DATA)
+
+# SQL suites (pg_regress, expected output in pg_test/expected) against a fresh cluster.
+regress: install
+	@$(CLUSTER) start --fresh >/dev/null
+	scripts/regress.sh
+
+# Multi-session, multi-database tests in tests/ against a fresh cluster.
+integration: install
+	@$(CLUSTER) start --fresh >/dev/null
+	MESSIAH_TEST_HOST=/tmp/messiah-cluster MESSIAH_TEST_PORT=28815 \
+	  cargo test --features integration --test integration -- --test-threads=4
+
+test: lint unit regress integration
+	@echo "make test: all suites passed"
+
+bench: deps
+	@scripts/bench.sh
+
+clean:
+	-@$(CLUSTER) stop
+	rm -rf /tmp/messiah-cluster $(PGRX_TEST_DATA)
+	cargo clean

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL 15 cluster for messiah, run as the `postgres` OS user (Postgres refuses
+# to run as root), on its own port and socket directory, with messiah preloaded.
+#   cluster.sh start [--fresh]   start (or reuse) it; --fresh wipes it first; prints export lines
+#   cluster.sh stop              stop it
+#   cluster.sh env               print the export lines
+set -euo pipefail
+BIN=/usr/lib/postgresql/15/bin
+BASE=${MESSIAH_CLUSTER_DIR:-/tmp/messiah-cluster}
+PORT=${MESSIAH_PORT:-28815}
+ADMIN_DB=${MESSIAH_ADMIN_DB:-messiah_admin}
+DATA=$BASE/data
+SOCK=$BASE
+as_pg() { runuser -u postgres -- env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$@"; }
+
+print_env() {
+    echo "export PGHOST=$SOCK PGPORT=$PORT PGUSER=postgres PGDATABASE=$ADMIN_DB"
+}
+
+case "${1:-start}" in
+start)
+    if [ "${2:-}" = "--fresh" ] && [ -d "$DATA" ]; then
+        as_pg "$BIN/pg_ctl" -D "$DATA" -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$BASE"
+    fi
+    mkdir -p "$BASE"
+    chown postgres:postgres "$BASE"
+    if [ ! -f "$DATA/PG_VERSION" ]; then
+        as_pg "$BIN/initdb" -D "$DATA" -U postgres -E UTF8 --locale=C.UTF-8 -A trust >/dev/null
+        cat >>"$DATA/postgresql.conf" <<CONF
+port = $PORT
+listen_addresses = ''
+unix_socket_directories = '$SOCK'
+shared_preload_libraries = 'messiah'
+messiah.database = '$ADMIN_DB'
+messiah.sweep_interval = 1000
+max_connections = 200
+fsync = off
+log_min_messages = warning
+CONF
+    fi
+    # Always restart: a preloaded library is read at postmaster start only.
+    if as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+        as_pg "$BIN/pg_ctl" -D "$DATA" -m fast -w restart -l "$BASE/log" >/dev/null
+    else
+        as_pg "$BIN/pg_ctl" -D "$DATA" -w start -l "$BASE/log" >/dev/null
+    fi
+    psql_() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres "$@"; }
+    if [ "$(psql_ -d postgres -Atc "SELECT count(*) FROM pg_database WHERE datname = '$ADMIN_DB'")" = 0 ]; then
+        psql_ -d postgres -c "CREATE DATABASE $ADMIN_DB"
+    fi
+    psql_ -d "$ADMIN_DB" -c "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS messiah CASCADE"
+    print_env
+    ;;
+stop)
+    if [ -f "$DATA/PG_VERSION" ]; then
+        as_pg "$BIN/pg_ctl" -D "$DATA" -m fast stop >/dev/null 2>&1 || true
+    fi
+    echo "stopped"
+    ;;
+env)
+    print_env
+    ;;
+*)
+    echo "usage: $0 start [--fresh] | stop | env" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,53 @@
+-- Catalog reads and guards written in SQL; the provisioning and validation logic is Rust.
+
+-- A tenant as the messiah_* functions return it: catalog columns, the database name, the
+-- Supabase config without its service key (DESIGN.md decision 8), and never server_conninfo.
+CREATE FUNCTION messiah.tenant_json(t messiah.tenants) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_build_object(
+        'id', t.id,
+        'tenant_id', t.tenant_id,
+        'name', t.name,
+        'slug', t.slug,
+        'status', t.status,
+        'contact_email', t.contact_email,
+        'contact_name', t.contact_name,
+        'settings', t.settings,
+        'database', t.database_name,
+        'fields_version', t.fields_version,
+        'created_at', t.created_at,
+        'updated_at', t.updated_at,
+        'supabase', (
+            SELECT jsonb_build_object(
+                'supabase_project_id', c.supabase_project_id,
+                'supabase_url', c.supabase_url,
+                'anon_key', c.anon_key,
+                'service_key', '********',
+                'region', c.region,
+                'plan', c.plan,
+                'is_active', c.is_active)
+            FROM messiah.tenant_supabase_configs c
+            WHERE c.tenant_id = t.tenant_id
+            ORDER BY c.created_at DESC
+            LIMIT 1))
+$$;
+COMMENT ON FUNCTION messiah.tenant_json(messiah.tenants) IS
+  'The jsonb form of a tenant returned by messiah_* functions: catalog columns, "database" (the tenant database name), "supabase" (config with service_key masked) or null. Secrets and server_conninfo are never included.';
+
+-- tenant_id, database_name and server_conninfo identify the tenant's database: changing them
+-- would point the catalog at another database, so they are immutable.
+CREATE FUNCTION messiah.tenants_guard() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.tenant_id IS DISTINCT FROM OLD.tenant_id
+       OR NEW.database_name IS DISTINCT FROM OLD.database_name
+       OR NEW.server_conninfo IS DISTINCT FROM OLD.server_conninfo THEN
+        RAISE EXCEPTION 'tenant_id, database_name and server_conninfo of tenant "%" cannot be changed', OLD.tenant_id
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'They name the tenant''s database.',
+                  HINT = 'Create a new tenant and move the data instead.';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER tenants_guard BEFORE UPDATE ON messiah.tenants
+    FOR EACH ROW EXECUTE FUNCTION messiah.tenants_guard();

@@ -1,0 +1,64 @@
+-- Runs last in the extension script: objects that need the Rust functions, privileges and
+-- comments.
+
+-- Provisioning at COMMIT (DESIGN.md decision 3, mechanism (b)): a deferred constraint trigger
+-- creates the database of an inserted tenant and drops the database of a deleted one, after
+-- every statement of the transaction and only if it is about to commit.
+CREATE FUNCTION messiah.tenants_provision() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        -- created and dropped in the same transaction: nothing to create
+        IF EXISTS (SELECT 1 FROM messiah.tenants t WHERE t.id = NEW.id) THEN
+            PERFORM messiah.create_tenant_database(NEW.tenant_id, NEW.database_name, NEW.server_conninfo);
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM messiah.detached_databases d WHERE d.database_name = OLD.database_name)
+          AND NOT EXISTS (SELECT 1 FROM messiah.tenants t WHERE t.database_name = OLD.database_name) THEN
+        PERFORM messiah.drop_tenant_database(OLD.database_name, OLD.server_conninfo);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER tenants_provision AFTER INSERT OR DELETE ON messiah.tenants
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION messiah.tenants_provision();
+
+-- pg_dump of the admin database must carry the catalog (extension member tables are
+-- otherwise skipped).
+SELECT pg_catalog.pg_extension_config_dump('messiah.tenants', '');
+SELECT pg_catalog.pg_extension_config_dump('messiah.tenant_supabase_configs', '');
+SELECT pg_catalog.pg_extension_config_dump('messiah.extension_field_definitions', '');
+SELECT pg_catalog.pg_extension_config_dump('messiah.extension_field_definitions_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('messiah.detached_databases', '');
+SELECT pg_catalog.pg_extension_config_dump('messiah.field_snapshot', '');
+
+-- DESIGN.md decision 8: management functions are not executable by PUBLIC. Grant them to the
+-- roles that administer tenants (e.g. GRANT EXECUTE ON FUNCTION messiah_create_tenant TO
+-- service_role).
+DO $$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+             AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+        JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'messiah'
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.messiah_create_tenant(text, text, text, text, text, jsonb, jsonb) IS
+$$Creates a tenant. Args: tenant_id text (^[a-z][a-z0-9_]*$, <= 56 bytes), name text, slug text (a-z0-9 groups joined by '-', <= 63 bytes), contact_email text, contact_name text, settings jsonb object (unknown_custom_fields: reject|strip|allow), config jsonb (Supabase: supabase_project_id, supabase_url, anon_key, service_key, region, plan, is_active). Writes the catalog row now and creates database tenant_<tenant_id> from the template at COMMIT; a rollback leaves nothing. Returns the tenant as jsonb ("database" = database name). Errors: 22023 invalid argument, 22004 null, 23505 id/slug taken, 42P04 database exists (left untouched). Source: original design "Create tenant"; DESIGN.md decisions 3-4.$$;
+COMMENT ON FUNCTION @extschema@.messiah_get_tenant(text) IS
+$$Returns the tenant as jsonb (no secrets; Supabase service_key masked). Errors: 22023 invalid tenant_id, 42704 no such tenant.$$;
+COMMENT ON FUNCTION @extschema@.messiah_list_tenants(text, bigint, bigint) IS
+$$Tenants as jsonb rows ordered by tenant_id. Args: status text (active|inactive|suspended or null for all), offset bigint >= 0, limit bigint 1..1000 (default 100). Errors: 22023.$$;
+COMMENT ON FUNCTION @extschema@.messiah_update_tenant(text, jsonb) IS
+$$Updates name, slug, contact_email, contact_name and settings (merged by JSON Merge Patch, RFC 7396) from a jsonb patch; returns the tenant. Errors: 22023 unknown key or bad value, 23505 slug taken, 42704 no such tenant.$$;
+COMMENT ON FUNCTION @extschema@.messiah_set_tenant_status(text, text) IS
+$$Sets status to active, inactive or suspended (original design CHECK); returns the tenant. Errors: 22023 unknown status, 42704 no such tenant.$$;
+COMMENT ON FUNCTION @extschema@.messiah_drop_tenant(text, boolean) IS
+$$Deletes the tenant's catalog rows now and drops its database at COMMIT WITH (FORCE) (connected sessions are disconnected); keep_database => true keeps the database, recorded in messiah.detached_databases. Returns {"tenant_id","database","database_kept"}. Errors: 22023, 42704.$$;
+COMMENT ON FUNCTION @extschema@.messiah_reconcile(boolean) IS
+$$Lists (repair => false) or fixes (repair => true) drift: orphan_database (named tenant_<id>, no catalog row; repair drops it when messiah created it for this admin database), missing_database (catalog row without database; repair recreates it empty), aborted_creation (swept from the provisioning journal). Returns rows (kind, tenant_id, database_name, action).$$;
+COMMENT ON FUNCTION messiah.sweep() IS
+$$Drops tenant databases whose creating transaction aborted inside COMMIT (provisioning journal) and returns their names. Run by the sweeper background worker, messiah_create_tenant and messiah_reconcile(repair => true).$$;

@@ -81,10 +81,17 @@ fn status_arg(v: Option<&str>) -> String {
 /// Checks tenant settings: a JSON object whose `unknown_custom_fields`, if present, is a policy.
 fn settings_arg(v: &Value) {
     let Some(obj) = v.as_object() else {
-        invalid("settings must be a JSON object".into(), Some(format!("Got: {v}")), None);
+        invalid(
+            "settings must be a JSON object".into(),
+            Some(format!("Got: {v}")),
+            None,
+        );
     };
     if let Some(p) = obj.get("unknown_custom_fields") {
-        if !p.as_str().is_some_and(|p| UNKNOWN_FIELD_POLICIES.contains(&p)) {
+        if !p
+            .as_str()
+            .is_some_and(|p| UNKNOWN_FIELD_POLICIES.contains(&p))
+        {
             invalid(
                 format!("settings.unknown_custom_fields must be one of {}, got {p}", UNKNOWN_FIELD_POLICIES.join(", ")),
                 None,
@@ -121,7 +128,11 @@ fn config_arg(v: &Value) -> SupabaseConfig {
         invalid("config must be a JSON object".into(), None, None);
     };
     if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        invalid(format!("config has an unknown key {k:?}"), Some(format!("Allowed keys: {}.", KEYS.join(", "))), None);
+        invalid(
+            format!("config has an unknown key {k:?}"),
+            Some(format!("Allowed keys: {}.", KEYS.join(", "))),
+            None,
+        );
     }
     let text = |k: &str, default: Option<&str>| -> String {
         match (obj.get(k), default) {
@@ -132,7 +143,14 @@ fn config_arg(v: &Value) -> SupabaseConfig {
     };
     let plan = text("plan", Some("free"));
     if !PLANS.contains(&plan.as_str()) {
-        invalid(format!("config.plan must be one of {}, got {plan:?}", PLANS.join(", ")), None, None);
+        invalid(
+            format!(
+                "config.plan must be one of {}, got {plan:?}",
+                PLANS.join(", ")
+            ),
+            None,
+            None,
+        );
     }
     let is_active = match obj.get("is_active") {
         None => true,
@@ -200,7 +218,9 @@ fn messiah_create_tenant(
     let name = name_arg(required("name", name));
     let slug = slug_arg(required("slug", slug));
     let email = email_arg(contact_email);
-    let settings = settings.map(|s| s.0).unwrap_or_else(|| Value::Object(Map::new()));
+    let settings = settings
+        .map(|s| s.0)
+        .unwrap_or_else(|| Value::Object(Map::new()));
     settings_arg(&settings);
     let config = config.map(|c| config_arg(&c.0));
 
@@ -245,7 +265,10 @@ fn messiah_create_tenant(
             Code::ERRCODE_UNIQUE_VIOLATION,
             format!("tenant \"{id}\" already exists or conflicts with an existing tenant"),
             Some(detail),
-            Some("Choose another tenant_id or slug, or messiah_get_tenant() the existing one.".into()),
+            Some(
+                "Choose another tenant_id or slug, or messiah_get_tenant() the existing one."
+                    .into(),
+            ),
         );
     }
 
@@ -305,7 +328,11 @@ fn messiah_list_tenants(
         invalid(format!("offset must be >= 0, got {offset}"), None, None);
     }
     if !(1..=1000).contains(&limit) {
-        invalid(format!("limit must be between 1 and 1000, got {limit}"), None, Some("Page with offset.".into()));
+        invalid(
+            format!("limit must be between 1 and 1000, got {limit}"),
+            None,
+            Some("Page with offset.".into()),
+        );
     }
     let rows = Spi::connect(|client| {
         let t = client.select(
@@ -403,7 +430,10 @@ fn messiah_update_tenant(tenant_id: Option<&str>, patch: Option<JsonB>) -> JsonB
     if slug_taken {
         raise(
             Code::ERRCODE_UNIQUE_VIOLATION,
-            format!("slug \"{}\" is taken by another tenant", slug.as_deref().unwrap_or("")),
+            format!(
+                "slug \"{}\" is taken by another tenant",
+                slug.as_deref().unwrap_or("")
+            ),
             None,
             None,
         );

@@ -6,7 +6,12 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 pub use pgrx::PgSqlErrorCode as Code;
 
 /// Raises an ERROR with `code`, `message` and optional DETAIL and HINT. Does not return.
-pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, detail: Option<String>, hint: Option<String>) -> ! {
+pub fn raise(
+    code: PgSqlErrorCode,
+    message: impl Into<String>,
+    detail: Option<String>,
+    hint: Option<String>,
+) -> ! {
     let mut report = ErrorReport::new(code, message.into(), "messiah");
     if let Some(d) = detail {
         report = report.set_detail(d);
@@ -26,7 +31,9 @@ pub fn internal(context: &str, e: impl std::fmt::Display) -> ! {
         Code::ERRCODE_INTERNAL_ERROR,
         format!("messiah internal error while {context}: {e}"),
         None,
-        Some("This is a bug in messiah; please report it with the statement that caused it.".into()),
+        Some(
+            "This is a bug in messiah; please report it with the statement that caused it.".into(),
+        ),
     )
 }
 
@@ -46,7 +53,10 @@ impl<T> SpiExt<T> for Result<T, pgrx::spi::Error> {
 
 /// Runs `query` (read-write) with bind parameters and returns the first column of its first
 /// row, `None` when there is no row or the value is NULL.
-pub fn one<T: pgrx::FromDatum + pgrx::IntoDatum>(query: &str, args: &[pgrx::datum::DatumWithOid]) -> Option<T> {
+pub fn one<T: pgrx::FromDatum + pgrx::IntoDatum>(
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Option<T> {
     pgrx::Spi::connect_mut(|c| {
         let t = c.update(query, None, args)?;
         if t.is_empty() {

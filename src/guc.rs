@@ -10,10 +10,12 @@ pub static SERVER_CONNINFO: GucSetting<Option<CString>> = GucSetting::<Option<CS
 
 /// `messiah.clone_strategy`: `wal_log` (default, measured faster for small templates) or
 /// `file_copy`, passed to CREATE DATABASE ... STRATEGY.
-pub static CLONE_STRATEGY: GucSetting<CloneStrategy> = GucSetting::<CloneStrategy>::new(CloneStrategy::WalLog);
+pub static CLONE_STRATEGY: GucSetting<CloneStrategy> =
+    GucSetting::<CloneStrategy>::new(CloneStrategy::WalLog);
 
 /// `messiah.database`: the admin database the sweeper background worker connects to.
-pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
 
 /// `messiah.sweep_interval`: milliseconds between sweeps of the provisioning journal by the
 /// background worker.

@@ -37,7 +37,9 @@ impl IdentError {
     /// The rule the value broke, for a HINT.
     pub fn hint(&self) -> &'static str {
         match self {
-            IdentError::Empty { what } | IdentError::TooLong { what, .. } | IdentError::Invalid { what, .. } => {
+            IdentError::Empty { what }
+            | IdentError::TooLong { what, .. }
+            | IdentError::Invalid { what, .. } => {
                 if *what == "slug" {
                     SLUG_RULE
                 } else {
@@ -136,9 +138,11 @@ pub fn check_slug(s: &str) -> Result<&str, IdentError> {
             max: MAX_IDENTIFIER_BYTES,
         });
     }
-    let groups_ok = s
-        .split('-')
-        .all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    let groups_ok = s.split('-').all(|g| {
+        !g.is_empty()
+            && g.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
     if !groups_ok {
         return Err(IdentError::Invalid {
             what: WHAT,
@@ -243,11 +247,17 @@ impl Conninfo {
             }
             let key = &s[start..i];
             if key.is_empty() {
-                return Err(ConninfoError::Malformed { at: i, why: "empty keyword" });
+                return Err(ConninfoError::Malformed {
+                    at: i,
+                    why: "empty keyword",
+                });
             }
             skip_ws(&mut i);
             if i >= b.len() || b[i] != b'=' {
-                return Err(ConninfoError::Malformed { at: i, why: "expected '=' after keyword" });
+                return Err(ConninfoError::Malformed {
+                    at: i,
+                    why: "expected '=' after keyword",
+                });
             }
             i += 1;
             skip_ws(&mut i);
@@ -256,7 +266,10 @@ impl Conninfo {
                 i += 1;
                 loop {
                     if i >= b.len() {
-                        return Err(ConninfoError::Malformed { at: i, why: "unterminated quoted value" });
+                        return Err(ConninfoError::Malformed {
+                            at: i,
+                            why: "unterminated quoted value",
+                        });
                     }
                     match b[i] {
                         b'\'' => {
@@ -286,8 +299,10 @@ impl Conninfo {
             }
             // The input is &str and we only split at ASCII bytes, so this cannot fail; map
             // the impossible case to an error rather than panic anyway.
-            let value = String::from_utf8(value)
-                .map_err(|_| ConninfoError::Malformed { at: i, why: "invalid UTF-8" })?;
+            let value = String::from_utf8(value).map_err(|_| ConninfoError::Malformed {
+                at: i,
+                why: "invalid UTF-8",
+            })?;
             pairs.push((key.to_string(), value));
         }
         Ok(Conninfo { pairs })
@@ -295,7 +310,11 @@ impl Conninfo {
 
     /// The value of `key`, the last one if repeated (libpq keeps the last).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sets `key`, replacing every earlier occurrence.
@@ -345,10 +364,21 @@ mod tests {
 
     #[test]
     fn tenant_id_accepts_the_rule() {
-        for ok in ["a", "acme", "acme_2", "select", "user", "a1_b2", &"x".repeat(56)] {
+        for ok in [
+            "a",
+            "acme",
+            "acme_2",
+            "select",
+            "user",
+            "a1_b2",
+            &"x".repeat(56),
+        ] {
             assert_eq!(TenantId::parse(ok).unwrap().as_str(), ok);
         }
-        assert_eq!(TenantId::parse("acme").unwrap().database_name(), "tenant_acme");
+        assert_eq!(
+            TenantId::parse("acme").unwrap().database_name(),
+            "tenant_acme"
+        );
     }
 
     #[test]
@@ -366,7 +396,11 @@ mod tests {
             ("são", "tenant_id \"são\" is invalid: only lowercase ASCII letters, digits and '_' are allowed"),
         ];
         for (input, msg) in cases {
-            assert_eq!(TenantId::parse(input).unwrap_err().to_string(), msg, "input {input:?}");
+            assert_eq!(
+                TenantId::parse(input).unwrap_err().to_string(),
+                msg,
+                "input {input:?}"
+            );
         }
         let long = "x".repeat(57);
         assert_eq!(
@@ -374,12 +408,20 @@ mod tests {
             format!("tenant_id {long:?} is too long: 57 bytes, at most 56")
         );
         // 19 two-byte letters = 38 bytes but refused for the characters, not the length
-        assert!(matches!(TenantId::parse(&"é".repeat(19)), Err(IdentError::Invalid { .. })));
+        assert!(matches!(
+            TenantId::parse(&"é".repeat(19)),
+            Err(IdentError::Invalid { .. })
+        ));
     }
 
     #[test]
     fn database_name_round_trip() {
-        assert_eq!(TenantId::from_database_name("tenant_acme").unwrap().as_str(), "acme");
+        assert_eq!(
+            TenantId::from_database_name("tenant_acme")
+                .unwrap()
+                .as_str(),
+            "acme"
+        );
         assert!(TenantId::from_database_name("tenant_").is_none());
         assert!(TenantId::from_database_name("tenant_Acme").is_none());
         assert!(TenantId::from_database_name("postgres").is_none());
@@ -390,10 +432,22 @@ mod tests {
         for ok in ["acme", "acme-corp", "a-1-b", "2fast"] {
             assert_eq!(check_slug(ok).unwrap(), ok);
         }
-        for bad in ["", "-acme", "acme-", "acme--corp", "Acme", "acme_corp", "acme corp", "sé"] {
+        for bad in [
+            "",
+            "-acme",
+            "acme-",
+            "acme--corp",
+            "Acme",
+            "acme_corp",
+            "acme corp",
+            "sé",
+        ] {
             assert!(check_slug(bad).is_err(), "{bad:?}");
         }
-        assert!(matches!(check_slug(&"a".repeat(64)), Err(IdentError::TooLong { len: 64, .. })));
+        assert!(matches!(
+            check_slug(&"a".repeat(64)),
+            Err(IdentError::TooLong { len: 64, .. })
+        ));
     }
 
     #[test]
@@ -407,7 +461,10 @@ mod tests {
 
     #[test]
     fn conninfo_parse_render() {
-        let c = Conninfo::parse("host=/var/run/postgresql port=5432  user = 'post gres' password='p\\'w'").unwrap();
+        let c = Conninfo::parse(
+            "host=/var/run/postgresql port=5432  user = 'post gres' password='p\\'w'",
+        )
+        .unwrap();
         assert_eq!(c.get("host"), Some("/var/run/postgresql"));
         assert_eq!(c.get("user"), Some("post gres"));
         assert_eq!(c.get("password"), Some("p'w"));
@@ -417,8 +474,14 @@ mod tests {
         );
         assert_eq!(Conninfo::parse(&c.render()).unwrap(), c);
         assert_eq!(Conninfo::parse("postgresql://x/y"), Err(ConninfoError::Uri));
-        assert!(matches!(Conninfo::parse("host"), Err(ConninfoError::Malformed { .. })));
-        assert!(matches!(Conninfo::parse("host='x"), Err(ConninfoError::Malformed { .. })));
+        assert!(matches!(
+            Conninfo::parse("host"),
+            Err(ConninfoError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Conninfo::parse("host='x"),
+            Err(ConninfoError::Malformed { .. })
+        ));
     }
 
     proptest! {

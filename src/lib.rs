@@ -20,7 +20,11 @@ mod worker;
 // Hand-written SQL (DESIGN.md layout: sql/). The catalog comes first; functions written in
 // Rust follow; api.sql and finalize.sql refer to both.
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
-extension_sql_file!("../sql/tenant_side.sql", name = "tenant_side", requires = ["catalog"]);
+extension_sql_file!(
+    "../sql/tenant_side.sql",
+    name = "tenant_side",
+    requires = ["catalog"]
+);
 extension_sql_file!("../sql/api.sql", name = "api_sql", requires = ["catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

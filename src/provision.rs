@@ -37,14 +37,20 @@ impl Server {
     pub fn current() -> Server {
         let configured = guc::string(&guc::SERVER_CONNINFO);
         if configured.trim().is_empty() {
-            return Server { conninfo: local_conninfo(), local: true };
+            return Server {
+                conninfo: local_conninfo(),
+                local: true,
+            };
         }
         let mut conninfo = Conninfo::parse(&configured).unwrap_or_else(|e| {
             raise(
                 Code::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("messiah.server_conninfo is invalid: {e}"),
                 None,
-                Some("Use libpq keyword=value form, e.g. host=db2.internal port=5432 user=postgres".into()),
+                Some(
+                    "Use libpq keyword=value form, e.g. host=db2.internal port=5432 user=postgres"
+                        .into(),
+                ),
             )
         });
         conninfo.remove("dbname");
@@ -83,8 +89,7 @@ impl Server {
 }
 
 fn current_database() -> String {
-    crate::err::one::<String>("SELECT current_database()::text", &[])
-        .unwrap_or_default()
+    crate::err::one::<String>("SELECT current_database()::text", &[]).unwrap_or_default()
 }
 
 /// This cluster over its first Unix socket directory (or localhost), as the current user
@@ -150,8 +155,19 @@ pub fn ensure_template(dbl: &Dblink, server: &Server) -> String {
     let conn = dbl.connection(&maint);
     let build = format!("{tpl}_build");
     // A build interrupted earlier leaves its scratch database behind; start over.
-    dbl.exec(&conn, &maint, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&build)));
-    dbl.exec(&conn, &maint, &format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&build)));
+    dbl.exec(
+        &conn,
+        &maint,
+        &format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&build)
+        ),
+    );
+    dbl.exec(
+        &conn,
+        &maint,
+        &format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&build)),
+    );
     let setup = format!(
         "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS messiah CASCADE; {TENANT_SCHEMA_SQL}"
     );
@@ -160,13 +176,20 @@ pub fn ensure_template(dbl: &Dblink, server: &Server) -> String {
     dbl.exec(
         &conn,
         &maint,
-        &format!("ALTER DATABASE {} RENAME TO {}", quote_ident(&build), quote_ident(&tpl)),
+        &format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            quote_ident(&build),
+            quote_ident(&tpl)
+        ),
     );
     // Nobody may connect to a template: a connected session would make CREATE DATABASE fail.
     dbl.exec(
         &conn,
         &maint,
-        &format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true", quote_ident(&tpl)),
+        &format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true",
+            quote_ident(&tpl)
+        ),
     );
     tpl
 }
@@ -188,7 +211,11 @@ pub fn create_database(tenant_id: &str, datname: &str, server_conninfo: &str) {
 
     // Journal over the admin database's own connection: committed on its own, before the
     // database exists, so a crash at any later point leaves a trace for the sweeper.
-    let admin = Server { conninfo: local_conninfo(), local: true }.maintenance();
+    let admin = Server {
+        conninfo: local_conninfo(),
+        local: true,
+    }
+    .maintenance();
     let admin_conn = dbl.connection(&admin);
     let xid = crate::err::one::<String>("SELECT pg_catalog.pg_current_xact_id()::text", &[])
         .unwrap_or_default();
@@ -267,8 +294,11 @@ fn forget_journal(dbl: &Dblink, conn: &str, conninfo: &str, datname: &str, xid: 
 }
 
 fn system_identifier() -> String {
-    crate::err::one::<String>("SELECT system_identifier::text FROM pg_catalog.pg_control_system()", &[])
-        .unwrap_or_default()
+    crate::err::one::<String>(
+        "SELECT system_identifier::text FROM pg_catalog.pg_control_system()",
+        &[],
+    )
+    .unwrap_or_default()
 }
 
 /// Drops a tenant database, disconnecting its sessions (`WITH (FORCE)`). Called at COMMIT by
@@ -282,7 +312,10 @@ pub fn drop_database(datname: &str, server_conninfo: &str) {
     dbl.exec(
         &conn,
         &maint,
-        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(datname)),
+        &format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(datname)
+        ),
     );
 }
 
@@ -393,7 +426,9 @@ pub fn reconcile(repair: bool) -> Vec<Drift> {
     let mut out = Vec::new();
     if repair {
         for d in sweep() {
-            let tenant_id = TenantId::from_database_name(&d).map(|t| t.to_string()).unwrap_or_default();
+            let tenant_id = TenantId::from_database_name(&d)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
             out.push(Drift {
                 kind: "aborted_creation",
                 tenant_id,
@@ -420,7 +455,11 @@ pub fn reconcile(repair: bool) -> Vec<Drift> {
     })
     .or_raise("reading the catalog");
     let detached: Vec<String> = Spi::connect(|client| {
-        let t = client.select("SELECT database_name FROM messiah.detached_databases", None, &[])?;
+        let t = client.select(
+            "SELECT database_name FROM messiah.detached_databases",
+            None,
+            &[],
+        )?;
         let mut v = Vec::new();
         for r in t {
             v.push(r.get::<String>(1)?.unwrap_or_default());
@@ -449,8 +488,12 @@ pub fn reconcile(repair: bool) -> Vec<Drift> {
         );
         for db in &dbs {
             let datname = db[0].clone().unwrap_or_default();
-            let Some(tid) = TenantId::from_database_name(&datname) else { continue };
-            let in_catalog = catalog.iter().any(|c| c.1 == datname && c.2 == server_conninfo);
+            let Some(tid) = TenantId::from_database_name(&datname) else {
+                continue;
+            };
+            let in_catalog = catalog
+                .iter()
+                .any(|c| c.1 == datname && c.2 == server_conninfo);
             if in_catalog || detached.contains(&datname) {
                 continue;
             }
@@ -475,7 +518,10 @@ pub fn reconcile(repair: bool) -> Vec<Drift> {
             });
         }
         for (tenant_id, datname, conninfo) in catalog.iter().filter(|c| c.2 == server_conninfo) {
-            if dbs.iter().any(|d| d[0].as_deref() == Some(datname.as_str())) {
+            if dbs
+                .iter()
+                .any(|d| d[0].as_deref() == Some(datname.as_str()))
+            {
                 continue;
             }
             let action = if repair {

@@ -21,7 +21,8 @@ pub fn dblink() -> Dblink {
     let schema = crate::err::one::<String>(
         "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e \
          JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'dblink'",
-    , &[]);
+        &[],
+    );
     match schema {
         Some(schema) => Dblink { schema },
         None => raise(
@@ -76,8 +77,11 @@ impl Dblink {
     }
 
     fn disconnect(&self, name: &str) {
-        Spi::run_with_args(&format!("SELECT {}($1)", self.f("dblink_disconnect")), &[name.into()])
-            .or_raise("disconnecting dblink");
+        Spi::run_with_args(
+            &format!("SELECT {}($1)", self.f("dblink_disconnect")),
+            &[name.into()],
+        )
+        .or_raise("disconnecting dblink");
     }
 
     /// Runs one SQL command on the named connection (from [`Dblink::connection`]) and waits
@@ -88,26 +92,25 @@ impl Dblink {
         // A command that failed earlier may have left its final result unread.
         self.drain(name);
         let send = format!("SELECT {}($1, $2)", self.f("dblink_send_query"));
-        let sent = crate::err::one::<i32>(&send, &[name.into(), sql.into()])
-            .unwrap_or(0);
+        let sent = crate::err::one::<i32>(&send, &[name.into(), sql.into()]).unwrap_or(0);
         if sent != 1 {
             self.disconnect(name);
             self.connect(name, conninfo);
-            let again = crate::err::one::<i32>(&send, &[name.into(), sql.into()])
-                .unwrap_or(0);
+            let again = crate::err::one::<i32>(&send, &[name.into(), sql.into()]).unwrap_or(0);
             if again != 1 {
                 raise(
                     Code::ERRCODE_CONNECTION_FAILURE,
                     "could not send a command to the tenant database server",
-                    Some(format!("dblink connection {name} could not send the command after reconnecting")),
+                    Some(format!(
+                        "dblink connection {name} could not send the command after reconnecting"
+                    )),
                     Some("Check that the server in messiah.server_conninfo is up.".into()),
                 );
             }
         }
         let busy = format!("SELECT {}($1)", self.f("dblink_is_busy"));
         loop {
-            let b = crate::err::one::<i32>(&busy, &[name.into()])
-                .unwrap_or(0);
+            let b = crate::err::one::<i32>(&busy, &[name.into()]).unwrap_or(0);
             if b == 0 {
                 break;
             }
@@ -139,7 +142,10 @@ impl Dblink {
     /// for catalog reads that never wait on this backend) and returns its rows.
     pub fn query(&self, name: &str, sql: &str, ncols: usize) -> Vec<Vec<Option<String>>> {
         self.drain(name);
-        let cols = (0..ncols).map(|i| format!("c{i} text")).collect::<Vec<_>>().join(", ");
+        let cols = (0..ncols)
+            .map(|i| format!("c{i} text"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let q = format!("SELECT * FROM {}($1, $2) AS t({cols})", self.f("dblink"));
         Spi::connect(|client| {
             let table = client.select(&q, None, &[name.into(), sql.into()])?;

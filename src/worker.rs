@@ -27,7 +27,10 @@ pub fn register() {
 pub extern "C-unwind" fn messiah_sweeper_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let db = guc::string(&guc::DATABASE);
-    BackgroundWorker::connect_worker_to_spi(Some(if db.is_empty() { "postgres" } else { &db }), None);
+    BackgroundWorker::connect_worker_to_spi(
+        Some(if db.is_empty() { "postgres" } else { &db }),
+        None,
+    );
     loop {
         BackgroundWorker::transaction(|| {
             let installed = Spi::get_one::<bool>(
@@ -37,9 +40,14 @@ pub extern "C-unwind" fn messiah_sweeper_main(_arg: pg_sys::Datum) {
             .flatten()
             .unwrap_or(false);
             if installed {
-                let n = Spi::get_one::<i64>("SELECT count(*) FROM messiah.sweep()").ok().flatten().unwrap_or(0);
+                let n = Spi::get_one::<i64>("SELECT count(*) FROM messiah.sweep()")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
                 if n > 0 {
-                    log!("messiah sweeper: dropped {n} database(s) left by aborted tenant creations");
+                    log!(
+                        "messiah sweeper: dropped {n} database(s) left by aborted tenant creations"
+                    );
                 }
             }
         });

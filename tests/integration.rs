@@ -1,0 +1,8 @@
+//! Integration tests against a running cluster with messiah installed (several sessions and
+//! databases). Run by `make integration`, which starts a fresh cluster and sets
+//! MESSIAH_TEST_HOST / MESSIAH_TEST_PORT.
+
+mod common;
+
+#[path = "integration/lifecycle.rs"]
+mod lifecycle;

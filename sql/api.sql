@@ -51,3 +51,24 @@ BEGIN
 END $$;
 CREATE TRIGGER tenants_guard BEFORE UPDATE ON messiah.tenants
     FOR EACH ROW EXECUTE FUNCTION messiah.tenants_guard();
+
+-- The versioned snapshot of a tenant's active definitions that is copied into its database
+-- (DESIGN.md decision 5), as seen by the calling transaction.
+CREATE FUNCTION messiah.field_snapshot_json(p_tenant_id text) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_build_object(
+        'version', t.fields_version,
+        'policy', coalesce(t.settings ->> 'unknown_custom_fields', 'reject'),
+        'fields', coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'entity_table', d.entity_table, 'field_name', d.field_name,
+                       'field_type', d.field_type, 'is_required', coalesce(d.is_required, false),
+                       'default_value', d.default_value, 'validation_rules', coalesce(d.validation_rules, '{}'),
+                       'is_filterable', coalesce(d.is_filterable, false), 'is_sortable', coalesce(d.is_sortable, false))
+                   ORDER BY d.entity_table, d.field_name)
+            FROM messiah.extension_field_definitions d
+            WHERE d.tenant_id = t.tenant_id AND d.is_active), '[]'::jsonb))
+    FROM messiah.tenants t WHERE t.tenant_id = p_tenant_id
+$$;
+COMMENT ON FUNCTION messiah.field_snapshot_json(text) IS
+  'Snapshot {"version","policy","fields":[...]} of a tenant''s active field definitions, as pushed into its database.';

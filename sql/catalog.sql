@@ -120,5 +120,9 @@ CREATE TABLE messiah.detached_databases (
 COMMENT ON TABLE messiah.detached_databases IS
   'Tenant databases detached from the catalog by messiah_drop_tenant(keep_database => true).';
 
+-- Versions of definition snapshots (tenants.fields_version). A sequence, because its values
+-- are never reused after a rollback: see src/fields_api.rs bump_version.
+CREATE SEQUENCE messiah.fields_version_seq;
+
 REVOKE ALL ON ALL TABLES IN SCHEMA messiah FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA messiah FROM PUBLIC;

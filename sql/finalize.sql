@@ -28,6 +28,7 @@ SELECT pg_catalog.pg_extension_config_dump('messiah.tenant_supabase_configs', ''
 SELECT pg_catalog.pg_extension_config_dump('messiah.extension_field_definitions', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.extension_field_definitions_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.detached_databases', '');
+SELECT pg_catalog.pg_extension_config_dump('messiah.fields_version_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.field_snapshot', '');
 
 -- DESIGN.md decision 8: management functions are not executable by PUBLIC. Grant them to the
@@ -62,3 +63,18 @@ COMMENT ON FUNCTION @extschema@.messiah_reconcile(boolean) IS
 $$Lists (repair => false) or fixes (repair => true) drift: orphan_database (named tenant_<id>, no catalog row; repair drops it when messiah created it for this admin database), missing_database (catalog row without database; repair recreates it empty), aborted_creation (swept from the provisioning journal). Returns rows (kind, tenant_id, database_name, action).$$;
 COMMENT ON FUNCTION messiah.sweep() IS
 $$Drops tenant databases whose creating transaction aborted inside COMMIT (provisioning journal) and returns their names. Run by the sweeper background worker, messiah_create_tenant and messiah_reconcile(repair => true).$$;
+
+-- Definition changes bump tenants.fields_version; at COMMIT the new snapshot is pushed into
+-- the tenant database (DESIGN.md decision 5). Only the last bump of a transaction pushes.
+CREATE FUNCTION messiah.tenants_push_fields() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM messiah.tenants t WHERE t.id = NEW.id AND t.fields_version = NEW.fields_version) THEN
+        PERFORM messiah.push_field_snapshot(NEW.tenant_id);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER tenants_push_fields AFTER UPDATE OF fields_version ON messiah.tenants
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (NEW.fields_version IS DISTINCT FROM OLD.fields_version)
+    EXECUTE FUNCTION messiah.tenants_push_fields();

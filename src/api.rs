@@ -444,7 +444,11 @@ fn messiah_update_tenant(tenant_id: Option<&str>, patch: Option<JsonB>) -> JsonB
             slug = CASE WHEN $4 THEN $5 ELSE slug END, \
             contact_email = CASE WHEN $6 THEN $7 ELSE contact_email END, \
             contact_name = CASE WHEN $8 THEN $9 ELSE contact_name END, \
-            settings = CASE WHEN $10 THEN $11 ELSE settings END \
+            settings = CASE WHEN $10 THEN $11 ELSE settings END, \
+            fields_version = CASE WHEN $10 AND \
+                coalesce($11 ->> 'unknown_custom_fields', 'reject') \
+                IS DISTINCT FROM coalesce(settings ->> 'unknown_custom_fields', 'reject') \
+                THEN nextval('messiah.fields_version_seq') ELSE fields_version END \
          WHERE tenant_id = $1",
         &[
             id.as_str().into(),

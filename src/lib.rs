@@ -8,11 +8,15 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+pub mod fields;
 pub mod ident;
 
 mod api;
+mod enforce;
 mod err;
+mod fields_api;
 mod guc;
+mod jsonb;
 mod provision;
 mod remote;
 mod worker;

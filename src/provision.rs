@@ -112,8 +112,30 @@ fn local_conninfo() -> Conninfo {
 /// `messiah_template_<16 hex digits>`. A new version gets a new template.
 pub fn template_name() -> String {
     let mut h = crate::remote::fnv64(TENANT_SCHEMA_SQL.as_bytes());
-    h ^= crate::remote::fnv64(env!("CARGO_PKG_VERSION").as_bytes()).rotate_left(1);
+    h ^= crate::remote::fnv64(&installed_script()).rotate_left(1);
     format!("messiah_template_{h:016x}")
+}
+
+/// The installed extension script (`<sharedir>/extension/messiah--<version>.sql`), so that any
+/// change to the extension's SQL gets a new template even without a version bump.
+fn installed_script() -> Vec<u8> {
+    let mut buf = [0 as std::ffi::c_char; pg_sys::MAXPGPATH as usize];
+    // SAFETY: my_exec_path is set at backend start; get_share_path writes a NUL-terminated
+    // path of at most MAXPGPATH bytes into buf.
+    let share = unsafe {
+        pg_sys::get_share_path(
+            std::ptr::addr_of!(pg_sys::my_exec_path) as *const std::ffi::c_char,
+            buf.as_mut_ptr(),
+        );
+        std::ffi::CStr::from_ptr(buf.as_ptr())
+            .to_string_lossy()
+            .into_owned()
+    };
+    let path = format!(
+        "{share}/extension/messiah--{}.sql",
+        env!("CARGO_PKG_VERSION")
+    );
+    std::fs::read(&path).unwrap_or_else(|_| env!("CARGO_PKG_VERSION").as_bytes().to_vec())
 }
 
 fn advisory_lock(key: &str) {
@@ -266,6 +288,21 @@ pub fn create_database(tenant_id: &str, datname: &str, server_conninfo: &str) {
             quote_literal(&marker.to_string())
         ),
     );
+    // A tenant created with fields or a non-default unknown-field policy in the same
+    // transaction gets its definitions now; the template holds the empty default.
+    let needs_push = crate::err::one::<bool>(
+        "SELECT fields_version > 0 OR coalesce(settings ->> 'unknown_custom_fields', 'reject') <> 'reject' \
+         FROM messiah.tenants WHERE tenant_id = $1",
+        &[tenant_id.into()],
+    )
+    .unwrap_or(false);
+    if needs_push {
+        Spi::run_with_args(
+            "SELECT messiah.push_field_snapshot($1)",
+            &[tenant_id.into()],
+        )
+        .or_raise("pushing the field snapshot");
+    }
     if fault("error_after_create") {
         raise(
             Code::ERRCODE_INTERNAL_ERROR,

@@ -4,5 +4,13 @@
 
 mod common;
 
+#[path = "integration/api_values.rs"]
+mod api_values;
+#[path = "integration/concurrency.rs"]
+mod concurrency;
+#[path = "integration/crash.rs"]
+mod crash;
 #[path = "integration/lifecycle.rs"]
 mod lifecycle;
+#[path = "integration/reconcile.rs"]
+mod reconcile;

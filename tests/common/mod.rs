@@ -25,12 +25,14 @@ pub fn connect(dbname: &str) -> Client {
 
 /// Creates a fresh admin database `name` with messiah installed (dropping an old one).
 pub fn admin_db(name: &str) -> Client {
-    let mut pg = connect("postgres");
-    pg.batch_execute(&format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-    ))
-    .unwrap();
-    let mut c = connect(name);
+    let mut pg = connect_retry("postgres");
+    // Two round trips: a multi-statement simple query is one implicit transaction, in which
+    // DROP/CREATE DATABASE are refused (25001).
+    pg.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    pg.batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let mut c = connect_retry(name);
     c.batch_execute("SET client_min_messages = warning; CREATE EXTENSION messiah CASCADE")
         .unwrap();
     c
@@ -52,4 +54,139 @@ pub fn sqlstate(e: &postgres::Error) -> String {
     e.code()
         .map(|c| c.code().to_string())
         .unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+}
+
+/// A connection to `dbname`, retrying for about a minute when the cluster is restarting
+/// (another engineer may restart it while tests run).
+pub fn connect_retry(dbname: &str) -> Client {
+    let (host, port) = host_port();
+    let conninfo = format!("host={host} port={port} user=postgres dbname={dbname}");
+    let mut last = None;
+    for _ in 0..4 {
+        match Client::connect(&conninfo, NoTls) {
+            Ok(c) => return c,
+            Err(e) => {
+                last = Some(e);
+                std::thread::sleep(std::time::Duration::from_secs(20));
+            }
+        }
+    }
+    panic!("connecting to {dbname}: {}", last.unwrap())
+}
+
+/// Drops database `name` (cluster-global) if it is left over from an earlier run.
+pub fn drop_db(name: &str) {
+    let mut pg = connect_retry("postgres");
+    pg.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+}
+
+/// Number of catalog rows of `tenant_id` in the admin database `c` is connected to.
+pub fn tenant_rows(c: &mut Client, tenant_id: &str) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM messiah.tenants WHERE tenant_id = $1",
+        &[&tenant_id],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Number of provisioning-journal rows (all of them, or those of `database`).
+pub fn journal_rows(c: &mut Client, database: Option<&str>) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM messiah.provisioning_journal WHERE $1::text IS NULL OR database_name = $1",
+        &[&database],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// `messiah.sweep()`'s result, sorted.
+pub fn sweep(c: &mut Client) -> Vec<String> {
+    let mut v: Vec<String> = c
+        .query("SELECT * FROM messiah.sweep()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The backend pid of a session.
+pub fn backend_pid(c: &mut Client) -> i32 {
+    c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
+}
+
+/// Polls `f` every 100 ms until it is true or `secs` seconds have passed; returns its last value.
+pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Terminates backend `pid` from a fresh session and waits until it is gone.
+pub fn terminate(pid: i32) {
+    let mut pg = connect_retry("postgres");
+    let ok: bool = pg
+        .query_one("SELECT pg_terminate_backend($1, 10000)", &[&pid])
+        .unwrap()
+        .get(0);
+    assert!(
+        ok,
+        "backend {pid} did not exit within 10 s of pg_terminate_backend"
+    );
+}
+
+/// Whether backend `pid` is waiting on a heavyweight lock.
+pub fn waiting_on_lock(pid: i32) -> bool {
+    let mut pg = connect_retry("postgres");
+    pg.query_one(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)",
+        &[&pid],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// A query's single jsonb (fetched as text) parsed into a serde_json value.
+pub fn json(c: &mut Client, sql: &str) -> serde_json::Value {
+    let s: String = c
+        .query_one(&format!("SELECT ({sql})::text"), &[])
+        .unwrap()
+        .get(0);
+    serde_json::from_str(&s).unwrap()
+}
+
+/// The error of a statement that must fail.
+pub fn fails(c: &mut Client, sql: &str) -> postgres::Error {
+    match c.batch_execute(sql) {
+        Ok(()) => panic!("expected an error from: {sql}"),
+        Err(e) => e,
+    }
+}
+
+/// The error's message (the server's, without the "db error: " prefix).
+pub fn message(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// Whether `table` exists in the public schema of database `dbname`.
+pub fn table_exists(dbname: &str, table: &str) -> bool {
+    let mut c = connect_retry(dbname);
+    c.query_one(
+        "SELECT to_regclass($1) IS NOT NULL",
+        &[&format!("public.{table}")],
+    )
+    .unwrap()
+    .get(0)
 }

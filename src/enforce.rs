@@ -1,0 +1,583 @@
+//! Enforcement inside a tenant database (DESIGN.md decisions 5 and 6).
+//!
+//! The tenant database holds a copy of its tenant's active definitions in
+//! `messiah.field_snapshot`. Each backend compiles that snapshot once and keeps it until a
+//! relcache invalidation of the snapshot table arrives: `install_field_snapshot` sends one when
+//! it commits, and Postgres delivers invalidations to every backend before its next statement
+//! takes its locks, so a committed change is seen by the next statement of every session and
+//! a rolled-back one never is. The per-row path is: look up the compiled entity, read
+//! `custom_fields` in its binary form, validate, return the original tuple.
+
+use crate::err::{raise, Code, SpiExt};
+use crate::fields::{self, CompiledSnapshot, JsonView, Operation};
+use crate::jsonb::Jb;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+struct Cache {
+    snapshot: Rc<CompiledSnapshot>,
+    snapshot_relid: pg_sys::Oid,
+    /// attribute number of custom_fields per relation
+    attnums: HashMap<pg_sys::Oid, i16>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Option<Cache>> = const { RefCell::new(None) };
+    static CALLBACK_REGISTERED: RefCell<bool> = const { RefCell::new(false) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let drop_all = match c.as_ref() {
+            Some(cache) => relid == pg_sys::InvalidOid || relid == cache.snapshot_relid,
+            None => false,
+        };
+        if drop_all {
+            *c = None;
+        } else if let Some(cache) = c.as_mut() {
+            cache.attnums.remove(&relid);
+        }
+    });
+}
+
+fn load() -> Cache {
+    CALLBACK_REGISTERED.with(|r| {
+        if !*r.borrow() {
+            // SAFETY: registering a plain function for relcache invalidations, once per backend.
+            unsafe {
+                pg_sys::CacheRegisterRelcacheCallback(
+                    Some(relcache_callback),
+                    pg_sys::Datum::from(0),
+                )
+            };
+            *r.borrow_mut() = true;
+        }
+    });
+    let (relid, snapshot) = Spi::get_two::<pg_sys::Oid, JsonB>(
+        "SELECT 'messiah.field_snapshot'::regclass::oid, (SELECT snapshot FROM messiah.field_snapshot)",
+    )
+    .or_raise("reading the field snapshot");
+    let json = snapshot
+        .map(|j| j.0)
+        .unwrap_or_else(|| serde_json::json!({"version": 0, "fields": []}));
+    let compiled = fields::compile_snapshot(&json).unwrap_or_else(|e| {
+        raise(
+            Code::ERRCODE_DATA_CORRUPTED,
+            format!("this database's copy of its field definitions does not compile: {e}"),
+            None,
+            Some("Re-push it from the admin database with messiah_define_field or messiah_reconcile.".into()),
+        )
+    });
+    Cache {
+        snapshot: Rc::new(compiled),
+        snapshot_relid: relid.unwrap_or(pg_sys::InvalidOid),
+        attnums: HashMap::new(),
+    }
+}
+
+fn snapshot() -> Rc<CompiledSnapshot> {
+    CACHE.with(|c| {
+        if c.borrow().is_none() {
+            let loaded = load();
+            *c.borrow_mut() = Some(loaded);
+        }
+        c.borrow()
+            .as_ref()
+            .map(|c| c.snapshot.clone())
+            .unwrap_or_else(|| crate::err::internal("loading the field snapshot", "cache empty"))
+    })
+}
+
+fn custom_fields_attnum(rel: pg_sys::Relation) -> i16 {
+    // SAFETY: rel is the trigger's open relation.
+    let relid = unsafe { (*rel).rd_id };
+    if let Some(n) = CACHE.with(|c| {
+        c.borrow()
+            .as_ref()
+            .and_then(|c| c.attnums.get(&relid).copied())
+    }) {
+        return n;
+    }
+    // SAFETY: walking the open relation's tuple descriptor.
+    let n = unsafe {
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        let attrs = (*desc).attrs.as_slice(natts);
+        attrs
+            .iter()
+            .find(|a| !a.attisdropped && pgrx::name_data_to_str(&a.attname) == "custom_fields")
+            .map(|a| a.attnum)
+            .unwrap_or(0)
+    };
+    if n == 0 {
+        raise(
+            Code::ERRCODE_UNDEFINED_COLUMN,
+            "messiah.enforce_custom_fields() needs a custom_fields jsonb column",
+            None,
+            None,
+        );
+    }
+    CACHE.with(|c| {
+        if let Some(c) = c.borrow_mut().as_mut() {
+            c.attnums.insert(relid, n);
+        }
+    });
+    n
+}
+
+/// Whether two varlena datums have the same bytes (as stored: a value kept unchanged by an
+/// UPDATE, inline or TOAST pointer, compares equal).
+///
+/// # Safety
+/// Both must be valid varlena datums.
+unsafe fn same_varlena(a: pg_sys::Datum, b: pg_sys::Datum) -> bool {
+    let (pa, pb) = (
+        a.cast_mut_ptr::<pg_sys::varlena>(),
+        b.cast_mut_ptr::<pg_sys::varlena>(),
+    );
+    if pa == pb {
+        return true;
+    }
+    let (la, lb) = (
+        pgrx::varlena::varsize_any(pa),
+        pgrx::varlena::varsize_any(pb),
+    );
+    la == lb
+        && std::slice::from_raw_parts(pa as *const u8, la)
+            == std::slice::from_raw_parts(pb as *const u8, lb)
+}
+
+/// pgrx's V1 calling-convention marker for [`messiah_enforce_custom_fields`].
+#[no_mangle]
+pub extern "C" fn pg_finfo_messiah_enforce_custom_fields() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// BEFORE INSERT OR UPDATE row trigger (SQL: `messiah.enforce_custom_fields(entity_table)`):
+/// validates `custom_fields` against the tenant's definitions, applies defaults on INSERT,
+/// strips unknown keys under the `strip` policy. A violation raises 23514 naming the table,
+/// with DETAIL listing every failing field. An UPDATE that leaves `custom_fields` byte-for-byte
+/// unchanged is not re-checked (like a NOT VALID constraint, rows written before a definition
+/// was tightened stay updatable; `messiah_check_existing` finds them).
+///
+/// # Safety
+/// Called by Postgres' function manager with a valid `fcinfo`.
+#[no_mangle]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn messiah_enforce_custom_fields(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    let context = (*fcinfo).context;
+    if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
+        raise(
+            Code::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            "messiah.enforce_custom_fields() must be called as a trigger",
+            None,
+            None,
+        );
+    }
+    let td = context as *mut pg_sys::TriggerData;
+    let event = (*td).tg_event;
+    let is_row_before = event & pg_sys::TRIGGER_EVENT_ROW != 0
+        && event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_BEFORE;
+    let op = match event & pg_sys::TRIGGER_EVENT_OPMASK {
+        pg_sys::TRIGGER_EVENT_INSERT => Operation::Insert,
+        pg_sys::TRIGGER_EVENT_UPDATE => Operation::Update,
+        _ => raise(
+            Code::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            "messiah.enforce_custom_fields() must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger",
+            None,
+            None,
+        ),
+    };
+    if !is_row_before {
+        raise(
+            Code::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            "messiah.enforce_custom_fields() must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger",
+            None,
+            None,
+        );
+    }
+    let trigger = (*td).tg_trigger;
+    let entity = if (*trigger).tgnargs >= 1 {
+        std::ffi::CStr::from_ptr(*(*trigger).tgargs)
+            .to_str()
+            .unwrap_or("")
+    } else {
+        ""
+    };
+    let rel = (*td).tg_relation;
+    let tuple = if op == Operation::Update {
+        (*td).tg_newtuple
+    } else {
+        (*td).tg_trigtuple
+    };
+    let snap = snapshot();
+    let Some(compiled) = snap.entity(entity) else {
+        raise(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("messiah.enforce_custom_fields({entity:?}): not an entity table"),
+            Some(format!(
+                "Entity tables: {}.",
+                fields::ENTITY_TABLES.join(", ")
+            )),
+            None,
+        );
+    };
+    let attnum = custom_fields_attnum(rel);
+    let desc = (*rel).rd_att;
+    let mut isnull = false;
+    let datum = pg_sys::heap_getattr(tuple, attnum as i32, desc, &mut isnull);
+    if op == Operation::Update {
+        let mut old_null = false;
+        let old = pg_sys::heap_getattr((*td).tg_trigtuple, attnum as i32, desc, &mut old_null);
+        if isnull && old_null || (!isnull && !old_null && same_varlena(datum, old)) {
+            return pg_sys::Datum::from(tuple);
+        }
+    }
+    let jsonb = if isnull {
+        None
+    } else {
+        Some(pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::Jsonb)
+    };
+    let doc = jsonb.map(|p| Jb::root(p));
+    let outcome = fields::validate_document(compiled, doc, op);
+    if !outcome.errors.is_empty() {
+        let table = pgrx::name_data_to_str(&(*(*rel).rd_rel).relname).to_string();
+        raise(
+            Code::ERRCODE_CHECK_VIOLATION,
+            format!(
+                "new row for relation \"{table}\" violates {} custom field rule{}",
+                outcome.errors.len(),
+                if outcome.errors.len() == 1 { "" } else { "s" }
+            ),
+            Some(fields::errors_detail(&outcome.errors)),
+            Some("SELECT snapshot FROM messiah.field_snapshot shows this database's field definitions.".into()),
+        );
+    }
+    if outcome.is_unchanged() {
+        return pg_sys::Datum::from(tuple);
+    }
+    // Slow path (defaults to add or keys to strip): rewrite custom_fields.
+    let mut obj = match doc.map(|d| d.to_serde()) {
+        Some(Ok(serde_json::Value::Object(m))) => m,
+        _ => serde_json::Map::new(),
+    };
+    for k in &outcome.strip_keys {
+        obj.remove(k);
+    }
+    if outcome.add_defaults {
+        compiled.apply_defaults(&mut obj);
+    }
+    let new_datum = JsonB(serde_json::Value::Object(obj))
+        .into_datum()
+        .unwrap_or_else(|| crate::err::internal("building custom_fields", "no datum"));
+    let mut col = attnum as i32;
+    let mut value = new_datum;
+    let mut null = false;
+    let modified =
+        pg_sys::heap_modify_tuple_by_cols(tuple, desc, 1, &mut col, &mut value, &mut null);
+    pg_sys::Datum::from(modified)
+}
+
+/// Installs a snapshot of the tenant's active definitions in this (tenant) database; called
+/// by the admin database over dblink when a definition change commits there. `snapshot` is
+/// `{"version", "policy", "fields": [...]}`; it must compile (22023 otherwise). A snapshot
+/// not newer than the installed one is ignored (returns false), so a late or repeated push
+/// never goes back in time. Keeps one expression index `messiah_cf_<table>_<field>` on
+/// `(custom_fields -> '<field>')` per filterable or sortable field and drops the others.
+#[pg_extern(schema = "messiah", security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn install_field_snapshot(tenant_id: &str, version: i64, snapshot: JsonB) -> bool {
+    if let Err(e) = fields::compile_snapshot(&snapshot.0) {
+        raise(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("field snapshot does not compile: {e}"),
+            None,
+            None,
+        );
+    }
+    Spi::run("LOCK TABLE messiah.field_snapshot IN EXCLUSIVE MODE")
+        .or_raise("locking the snapshot");
+    let current = crate::err::one::<i64>("SELECT version FROM messiah.field_snapshot", &[]);
+    if current.is_some_and(|c| c >= version) {
+        return false;
+    }
+    Spi::run_with_args(
+        "INSERT INTO messiah.field_snapshot (tenant_id, version, snapshot) VALUES ($1, $2, $3) \
+         ON CONFLICT (singleton) DO UPDATE SET tenant_id = excluded.tenant_id, version = excluded.version, \
+             snapshot = excluded.snapshot, installed_at = now()",
+        &[tenant_id.into(), version.into(), JsonB(snapshot.0.clone()).into()],
+    )
+    .or_raise("writing the snapshot");
+    sync_indexes(&snapshot.0);
+    let relid =
+        crate::err::one::<pg_sys::Oid>("SELECT 'messiah.field_snapshot'::regclass::oid", &[])
+            .unwrap_or(pg_sys::InvalidOid);
+    // SAFETY: queues a relcache invalidation of the snapshot table, sent at commit.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    true
+}
+
+/// Name of the expression index kept for a filterable/sortable field.
+pub fn index_name(entity: &str, field: &str) -> String {
+    format!("messiah_cf_{entity}_{field}")
+}
+
+fn sync_indexes(snapshot: &serde_json::Value) {
+    use crate::ident::{quote_ident, quote_literal};
+    let mut wanted: Vec<(String, String, String)> = Vec::new();
+    for f in snapshot
+        .get("fields")
+        .and_then(|f| f.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let active = f.get("is_active").and_then(|v| v.as_bool()).unwrap_or(true);
+        let filt = f
+            .get("is_filterable")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let sort = f
+            .get("is_sortable")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let (Some(e), Some(n)) = (
+            f.get("entity_table").and_then(|v| v.as_str()),
+            f.get("field_name").and_then(|v| v.as_str()),
+        ) else {
+            continue;
+        };
+        if active && (filt || sort) && fields::ENTITY_TABLES.contains(&e) {
+            wanted.push((index_name(e, n), e.to_string(), n.to_string()));
+        }
+    }
+    let existing: Vec<String> = Spi::connect(|c| {
+        let t = c.select(
+            "SELECT indexname::text FROM pg_catalog.pg_indexes WHERE schemaname = 'public' AND indexname LIKE 'messiah\\_cf\\_%'",
+            None,
+            &[],
+        )?;
+        let mut v = Vec::new();
+        for r in t {
+            v.push(r.get::<String>(1)?.unwrap_or_default());
+        }
+        Ok::<_, pgrx::spi::Error>(v)
+    })
+    .or_raise("listing field indexes");
+    for name in existing
+        .iter()
+        .filter(|n| !wanted.iter().any(|w| &w.0 == *n))
+    {
+        Spi::run(&format!(
+            "DROP INDEX IF EXISTS public.{}",
+            quote_ident(name)
+        ))
+        .or_raise("dropping a field index");
+    }
+    for (name, table, field) in wanted.iter().filter(|w| !existing.contains(&w.0)) {
+        Spi::run(&format!(
+            "CREATE INDEX IF NOT EXISTS {} ON public.{} ((custom_fields -> {}))",
+            quote_ident(name),
+            quote_ident(table),
+            quote_literal(field)
+        ))
+        .or_raise("creating a field index");
+    }
+}
+
+/// Checks the rows of `entity_table` in this (tenant) database against `snapshot` (the
+/// definitions as the admin transaction sees them, so a tightening can be checked before it
+/// commits). Returns `{"entity_table", "checked", "violations", "sample": [{"id", "errors"}]}`
+/// with at most `sample_size` sample rows.
+#[pg_extern(schema = "messiah", security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn check_rows(entity_table: &str, snapshot: JsonB, sample_size: i32) -> JsonB {
+    let compiled = fields::compile_snapshot(&snapshot.0).unwrap_or_else(|e| {
+        raise(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("field snapshot does not compile: {e}"),
+            None,
+            None,
+        )
+    });
+    let Some(entity) = compiled.entity(entity_table) else {
+        raise(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{entity_table:?} is not an entity table"),
+            Some(format!(
+                "Entity tables: {}.",
+                fields::ENTITY_TABLES.join(", ")
+            )),
+            None,
+        );
+    };
+    let q = format!(
+        "SELECT id::text, custom_fields FROM public.{} ORDER BY id",
+        crate::ident::quote_ident(entity_table)
+    );
+    let (checked, violations, sample) = Spi::connect(|c| {
+        let t = c.select(&q, None, &[])?;
+        let (mut checked, mut violations, mut sample) = (0i64, 0i64, Vec::new());
+        for r in t {
+            checked += 1;
+            let id = r.get::<String>(1)?.unwrap_or_default();
+            let doc = r.get::<JsonB>(2)?.map(|j| j.0);
+            let outcome = fields::validate_document(entity, doc.as_ref(), Operation::Update);
+            if !outcome.errors.is_empty() {
+                violations += 1;
+                if sample.len() < sample_size.max(0) as usize {
+                    sample.push(serde_json::json!({"id": id, "errors": fields::errors_to_json(&outcome.errors)}));
+                }
+            }
+        }
+        Ok::<_, pgrx::spi::Error>((checked, violations, sample))
+    })
+    .or_raise("checking rows");
+    JsonB(serde_json::json!({
+        "entity_table": entity_table,
+        "checked": checked,
+        "violations": violations,
+        "sample": sample,
+    }))
+}
+
+/// Validates `custom_fields` of `entity_table` against this database's installed snapshot and
+/// returns the errors as a jsonb array of `{"field", "code", "message"}` (empty: valid), with
+/// INSERT semantics. The tenant-side twin of `messiah_validate_custom_fields`.
+#[pg_extern(schema = "messiah", stable, parallel_safe)]
+fn validate_local(entity_table: &str, custom_fields: Option<JsonB>) -> JsonB {
+    let snap = snapshot();
+    let Some(entity) = snap.entity(entity_table) else {
+        raise(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{entity_table:?} is not an entity table"),
+            None,
+            None,
+        );
+    };
+    let doc = custom_fields.map(|j| j.0);
+    JsonB(fields::errors_to_json(
+        &fields::validate_document(entity, doc.as_ref(), Operation::Insert).errors,
+    ))
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+    use pgrx::JsonB;
+    use serde_json::json;
+
+    /// The in-place NUMERIC decoder agrees with numeric_out on short, long, negative,
+    /// fractional and huge values.
+    #[pg_test]
+    fn numeric_decoding_matches_numeric_out() {
+        for text in [
+            "0",
+            "5",
+            "-5",
+            "5.0",
+            "0.5",
+            "-0.0001",
+            "123456789.987654321",
+            "1e400",
+            "-1.5e-300",
+            "99999999999999999999999999",
+        ] {
+            let via_jsonb = Spi::get_one::<bool>(&format!(
+                "SELECT messiah.validate_local('clients', jsonb_build_object('n', '{text}'::numeric)) = '[]'::jsonb"
+            ));
+            // no fields defined and policy reject: the only error is unknown_field, never a panic
+            assert_eq!(via_jsonb, Ok(Some(false)), "{text}");
+        }
+    }
+
+    fn install(snapshot: serde_json::Value) {
+        Spi::run_with_args(
+            "SELECT messiah.install_field_snapshot('t', $1, $2)",
+            &[
+                snapshot["version"].as_i64().unwrap().into(),
+                JsonB(snapshot).into(),
+            ],
+        )
+        .unwrap();
+    }
+
+    fn scratch_table() {
+        Spi::run(
+            "CREATE TABLE public.clients (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text, \
+             custom_fields jsonb DEFAULT '{}'); \
+             CREATE TRIGGER c BEFORE INSERT OR UPDATE ON public.clients FOR EACH ROW \
+             EXECUTE FUNCTION messiah.enforce_custom_fields('clients')",
+        )
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn trigger_validates_and_applies_defaults() {
+        scratch_table();
+        install(json!({"version": 1, "policy": "reject", "fields": [
+            {"entity_table": "clients", "field_name": "total", "field_type": "number",
+             "validation_rules": {"min": 0}, "default_value": "7"},
+            {"entity_table": "clients", "field_name": "born", "field_type": "date"}
+        ]}));
+        let cf = Spi::get_one::<JsonB>(
+            "INSERT INTO public.clients (name, custom_fields) VALUES ('a', '{\"born\": \"2024-02-29\"}') RETURNING custom_fields",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(cf.0, json!({"born": "2024-02-29", "total": 7}));
+        let null_cf = Spi::get_one::<JsonB>("INSERT INTO public.clients (name, custom_fields) VALUES ('b', NULL) RETURNING custom_fields")
+            .unwrap()
+            .unwrap();
+        assert_eq!(null_cf.0, json!({"total": 7}));
+        // an UPDATE that leaves custom_fields alone is not re-checked
+        Spi::run("UPDATE public.clients SET name = 'c'").unwrap();
+        let errs = Spi::get_one::<JsonB>(
+            "SELECT messiah.validate_local('clients', '{\"total\": \"5\", \"born\": \"2023-02-29\"}')",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            errs.0,
+            json!([
+                {"field": "born", "code": "date", "message": "\"born\" is not a calendar date (YYYY-MM-DD): \"2023-02-29\""},
+                {"field": "total", "code": "type", "message": "\"total\" must be a number, got string"}
+            ])
+        );
+    }
+
+    #[pg_test(error = "new row for relation \"clients\" violates 2 custom field rules")]
+    fn trigger_raises_check_violation() {
+        scratch_table();
+        install(json!({"version": 1, "fields": [
+            {"entity_table": "clients", "field_name": "total", "field_type": "number", "validation_rules": {"min": 0}}
+        ]}));
+        Spi::run("INSERT INTO public.clients (name, custom_fields) VALUES ('a', '{\"total\": -1, \"other\": 1}')").unwrap();
+    }
+
+    #[pg_test]
+    fn older_snapshot_is_ignored() {
+        install(json!({"version": 5, "fields": []}));
+        let r = Spi::get_one::<bool>(
+            "SELECT messiah.install_field_snapshot('t', 4, '{\"version\": 4}')",
+        );
+        assert_eq!(r, Ok(Some(false)));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT version FROM messiah.field_snapshot"),
+            Ok(Some(5))
+        );
+    }
+
+    #[pg_test(error = "tenant_id \"Bad\" is invalid: it must start with a lowercase ASCII letter")]
+    fn create_tenant_rejects_bad_id() {
+        Spi::run("SELECT messiah_create_tenant('Bad', 'x', 'x')").unwrap();
+    }
+}

@@ -1,0 +1,355 @@
+//! Extension fields, admin side (DESIGN.md decisions 5 and 6): definitions in the catalog,
+//! checked when written; the validation engine's SQL faces; the snapshot push into tenant
+//! databases at COMMIT.
+
+use crate::err::{one, raise, Code, SpiExt};
+use crate::fields::{self, CompiledSnapshot, FieldSpec};
+use crate::ident::{quote_literal, TenantId, TENANT_ID_RULE};
+use crate::provision::Server;
+use crate::remote::dblink;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+
+fn invalid(message: String, detail: Option<String>, hint: Option<String>) -> ! {
+    raise(Code::ERRCODE_INVALID_PARAMETER_VALUE, message, detail, hint)
+}
+
+fn tenant(tenant_id: &str) -> TenantId {
+    let id = TenantId::parse(tenant_id)
+        .unwrap_or_else(|e| invalid(e.to_string(), None, Some(TENANT_ID_RULE.into())));
+    let exists = one::<bool>(
+        "SELECT true FROM messiah.tenants WHERE tenant_id = $1",
+        &[id.as_str().into()],
+    )
+    .unwrap_or(false);
+    if !exists {
+        raise(
+            Code::ERRCODE_UNDEFINED_OBJECT,
+            format!("tenant \"{id}\" does not exist"),
+            None,
+            Some("messiah_list_tenants() lists the tenants.".into()),
+        );
+    }
+    id
+}
+
+fn entity(entity_table: &str) {
+    if !fields::ENTITY_TABLES.contains(&entity_table) {
+        invalid(
+            format!("{entity_table:?} is not an entity table"),
+            Some(format!(
+                "Entity tables: {}.",
+                fields::ENTITY_TABLES.join(", ")
+            )),
+            None,
+        );
+    }
+}
+
+/// The tenant's definitions as the calling transaction sees them, compiled.
+fn compiled(tenant_id: &TenantId) -> CompiledSnapshot {
+    let snap = one::<JsonB>(
+        "SELECT messiah.field_snapshot_json($1)",
+        &[tenant_id.as_str().into()],
+    )
+    .map(|j| j.0)
+    .unwrap_or(Value::Null);
+    fields::compile_snapshot(&snap).unwrap_or_else(|e| {
+        raise(
+            Code::ERRCODE_DATA_CORRUPTED,
+            format!("the field definitions of tenant \"{tenant_id}\" do not compile: {e}"),
+            None,
+            None,
+        )
+    })
+}
+
+fn bump_version(tenant_id: &TenantId) {
+    // From a sequence, not +1: a push whose admin transaction then failed to commit may
+    // have installed its version in the tenant database; the next change must be newer.
+    // The row lock also serializes concurrent definition changes of one tenant, so their
+    // snapshots reach the tenant database in commit order.
+    Spi::run_with_args(
+        "UPDATE messiah.tenants SET fields_version = nextval('messiah.fields_version_seq') WHERE tenant_id = $1",
+        &[tenant_id.as_str().into()],
+    )
+    .or_raise("bumping fields_version");
+}
+
+/// Creates or updates (and reactivates) a field definition; returns it as jsonb.
+///
+/// Arguments follow the catalog (original design): `field_name` a lowercase identifier
+/// (`^[a-z][a-z0-9_]*$`, at most 40 bytes) that is not a base column; `entity_table` one of
+/// clients | projects | activities; `field_type` text | number | boolean | date | json |
+/// select; `validation_rules` a JSON object with the keys allowed for the type (text:
+/// minLength, maxLength (code points), pattern (regex crate, unanchored), format email | uri
+/// | uuid; number: min, max, integer; date: min, max (YYYY-MM-DD); json: schema (JSON Schema);
+/// select: options, multiple); `default_value` text that parses as the type and passes the
+/// rules. `is_filterable`/`is_sortable` keep an expression index on
+/// `(custom_fields -> field_name)` in the tenant database.
+/// The tenant database enforces the change from the COMMIT of the calling transaction on.
+/// Errors: 22023 with the field named; 42704 no such tenant.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_define_field(
+    tenant_id: &str,
+    entity_table: &str,
+    field_name: &str,
+    field_type: &str,
+    display_name: &str,
+    description: default!(Option<&str>, "NULL"),
+    is_required: default!(bool, false),
+    is_searchable: default!(bool, true),
+    is_filterable: default!(bool, true),
+    is_sortable: default!(bool, false),
+    default_value: default!(Option<&str>, "NULL"),
+    validation_rules: default!(JsonB, "'{}'"),
+    ui_config: default!(JsonB, "'{}'"),
+) -> JsonB {
+    let id = tenant(tenant_id);
+    entity(entity_table);
+    if display_name.trim().is_empty() {
+        invalid(
+            format!("field \"{field_name}\": display_name must not be blank"),
+            None,
+            None,
+        );
+    }
+    if !ui_config.0.is_object() {
+        invalid(
+            format!("field \"{field_name}\": ui_config must be a JSON object"),
+            None,
+            None,
+        );
+    }
+    let spec = FieldSpec {
+        entity_table: entity_table.into(),
+        field_name: field_name.into(),
+        field_type: field_type.into(),
+        is_required,
+        default_value: default_value.map(str::to_string),
+        validation_rules: validation_rules.0.clone(),
+    };
+    if let Err(e) = fields::compile_field(&spec) {
+        invalid(
+            e.to_string(),
+            None,
+            Some("See messiah_define_field's documentation for the rules allowed per type.".into()),
+        );
+    }
+    let row = one::<JsonB>(
+        "INSERT INTO messiah.extension_field_definitions AS d (tenant_id, entity_table, field_name, field_type, \
+             display_name, description, is_required, is_searchable, is_filterable, is_sortable, default_value, \
+             validation_rules, ui_config, is_active) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,true) \
+         ON CONFLICT (tenant_id, entity_table, field_name) DO UPDATE SET field_type = excluded.field_type, \
+             display_name = excluded.display_name, description = excluded.description, \
+             is_required = excluded.is_required, is_searchable = excluded.is_searchable, \
+             is_filterable = excluded.is_filterable, is_sortable = excluded.is_sortable, \
+             default_value = excluded.default_value, validation_rules = excluded.validation_rules, \
+             ui_config = excluded.ui_config, is_active = true \
+         RETURNING to_jsonb(d.*)",
+        &[
+            id.as_str().into(),
+            entity_table.into(),
+            field_name.into(),
+            field_type.into(),
+            display_name.into(),
+            description.into(),
+            is_required.into(),
+            is_searchable.into(),
+            is_filterable.into(),
+            is_sortable.into(),
+            default_value.into(),
+            validation_rules.into(),
+            ui_config.into(),
+        ],
+    )
+    .unwrap_or_else(|| crate::err::internal("defining a field", "no row returned"));
+    bump_version(&id);
+    row
+}
+
+/// Deactivates a field (`is_active = false`; the definition stays in the catalog and
+/// `messiah_define_field` reactivates it). Values already stored are kept; new writes treat
+/// the key as unknown (tenant policy). Returns the definition. Errors: 42704 no such field.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_drop_field(tenant_id: &str, entity_table: &str, field_name: &str) -> JsonB {
+    let id = tenant(tenant_id);
+    entity(entity_table);
+    let row = one::<JsonB>(
+        "UPDATE messiah.extension_field_definitions AS d SET is_active = false \
+         WHERE tenant_id = $1 AND entity_table = $2 AND field_name = $3 RETURNING to_jsonb(d.*)",
+        &[id.as_str().into(), entity_table.into(), field_name.into()],
+    )
+    .unwrap_or_else(|| {
+        raise(
+            Code::ERRCODE_UNDEFINED_OBJECT,
+            format!("field \"{field_name}\" of {entity_table} does not exist for tenant \"{id}\""),
+            None,
+            Some("messiah_list_fields() lists the fields.".into()),
+        )
+    });
+    bump_version(&id);
+    row
+}
+
+/// Lists a tenant's field definitions (active and inactive) as jsonb rows ordered by
+/// entity_table and field_name, optionally for one entity table. Errors: 22023, 42704.
+#[pg_extern(security_definer, stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_list_fields(
+    tenant_id: &str,
+    entity_table: default!(Option<&str>, "NULL"),
+) -> SetOfIterator<'static, JsonB> {
+    let id = tenant(tenant_id);
+    if let Some(e) = entity_table {
+        entity(e);
+    }
+    let rows = Spi::connect(|c| {
+        let t = c.select(
+            "SELECT to_jsonb(d.*) FROM messiah.extension_field_definitions d \
+             WHERE d.tenant_id = $1 AND ($2::text IS NULL OR d.entity_table = $2) \
+             ORDER BY d.entity_table, d.field_name",
+            None,
+            &[id.as_str().into(), entity_table.into()],
+        )?;
+        let mut v = Vec::new();
+        for r in t {
+            if let Some(j) = r.get::<JsonB>(1)? {
+                v.push(j);
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(v)
+    })
+    .or_raise("listing fields");
+    SetOfIterator::new(rows)
+}
+
+/// Validates a `custom_fields` document (any jsonb) against the tenant's active definitions
+/// of `entity_table` as an INSERT would, and returns every error as a jsonb array of
+/// `{"field", "code", "message"}` (empty array: valid). Codes: not_object, required, type,
+/// min_length, max_length, pattern, format, minimum, maximum, integer, date, schema, option,
+/// duplicate, unknown_field. Errors: 22023, 42704.
+#[pg_extern(security_definer, stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_validate_custom_fields(
+    tenant_id: &str,
+    entity_table: &str,
+    custom_fields: Option<JsonB>,
+) -> JsonB {
+    let id = tenant(tenant_id);
+    entity(entity_table);
+    let snap = compiled(&id);
+    let Some(e) = snap.entity(entity_table) else {
+        crate::err::internal("validating", "entity missing from snapshot")
+    };
+    let doc = custom_fields.map(|j| j.0);
+    JsonB(fields::errors_to_json(
+        &fields::validate_document(e, doc.as_ref(), fields::Operation::Insert).errors,
+    ))
+}
+
+/// The original design's applyFields: from a flat record (`data`, a JSON object), moves the
+/// keys that are defined fields of `entity_table` into `custom_fields`, keeps base columns,
+/// treats other keys by the tenant's unknown-field policy, applies defaults, validates, and
+/// returns the record ready to insert. Errors: 23514 with every failing field in DETAIL;
+/// 22023; 42704.
+#[pg_extern(security_definer, stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_apply_fields(tenant_id: &str, entity_table: &str, data: JsonB) -> JsonB {
+    let id = tenant(tenant_id);
+    entity(entity_table);
+    let snap = compiled(&id);
+    let Some(e) = snap.entity(entity_table) else {
+        crate::err::internal("applying fields", "entity missing from snapshot")
+    };
+    match fields::apply_fields(e, &data.0) {
+        Ok(v) => JsonB(v),
+        Err(errors) => raise(
+            Code::ERRCODE_CHECK_VIOLATION,
+            format!(
+                "record for {entity_table} of tenant \"{id}\" violates {} custom field rule{}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            ),
+            Some(fields::errors_detail(&errors)),
+            Some("messiah_list_fields() shows the definitions.".into()),
+        ),
+    }
+}
+
+fn tenant_database(id: &TenantId) -> (String, String) {
+    let (db, conninfo) = Spi::get_two_with_args::<String, String>(
+        "SELECT database_name, server_conninfo FROM messiah.tenants WHERE tenant_id = $1",
+        &[id.as_str().into()],
+    )
+    .or_raise("reading the tenant database");
+    (db.unwrap_or_default(), conninfo.unwrap_or_default())
+}
+
+/// Reports rows of the tenant's `entity_table` that violate its definitions as the calling
+/// transaction sees them (so `BEGIN; messiah_define_field(...tighter...);
+/// messiah_check_existing(...); ROLLBACK;` plans a tightening without applying it). Returns
+/// `{"entity_table", "checked", "violations", "sample": [{"id", "errors"}]}` (up to 10
+/// samples). Errors: 22023, 42704, and connection errors (08xxx) naming the tenant database.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_check_existing(tenant_id: &str, entity_table: &str) -> JsonB {
+    let id = tenant(tenant_id);
+    entity(entity_table);
+    let snap = one::<JsonB>(
+        "SELECT messiah.field_snapshot_json($1)",
+        &[id.as_str().into()],
+    )
+    .map(|j| j.0)
+    .unwrap_or(Value::Null);
+    let (db, conninfo) = tenant_database(&id);
+    let server = Server::from_catalog(&conninfo);
+    let dbl = dblink();
+    let sql = format!(
+        "SELECT messiah.check_rows({}, {}::jsonb, 10)::text",
+        quote_literal(entity_table),
+        quote_literal(&snap.to_string())
+    );
+    let rows = dbl.query_once(&server.database(&db), &sql, 1);
+    let text = rows
+        .first()
+        .and_then(|r| r[0].clone())
+        .unwrap_or_else(|| "null".into());
+    JsonB(
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| crate::err::internal("reading check_rows", e)),
+    )
+}
+
+/// Internal, called at COMMIT by the deferred trigger on `messiah.tenants.fields_version`
+/// and at tenant creation: installs the tenant's current definition snapshot in its
+/// database. A failure (e.g. the tenant database is unreachable) fails the COMMIT, so the
+/// catalog and the copy never disagree on a committed change.
+#[pg_extern(schema = "messiah", security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn push_field_snapshot(tenant_id: &str) -> bool {
+    let Ok(id) = TenantId::parse(tenant_id) else {
+        return false;
+    };
+    let Some(snap) = one::<JsonB>(
+        "SELECT messiah.field_snapshot_json($1)",
+        &[id.as_str().into()],
+    ) else {
+        return false;
+    };
+    let version = snap.0.get("version").and_then(|v| v.as_i64()).unwrap_or(0);
+    let (db, conninfo) = tenant_database(&id);
+    let server = Server::from_catalog(&conninfo);
+    let sql = format!(
+        "SELECT messiah.install_field_snapshot({}, {version}, {}::jsonb)",
+        quote_literal(id.as_str()),
+        quote_literal(&snap.0.to_string())
+    );
+    let rows = dblink().query_once(&server.database(&db), &sql, 1);
+    rows.first().and_then(|r| r[0].as_deref()) == Some("t")
+}

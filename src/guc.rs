@@ -64,7 +64,9 @@ pub fn register() {
         c"Admin database (holding the messiah extension) that the sweeper background worker connects to.",
         c"",
         &DATABASE,
-        GucContext::Postmaster,
+        // Not Postmaster: without preloading, the library is loaded after startup, where
+        // Postgres refuses to define PGC_POSTMASTER variables. The worker reads it at start.
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -506,7 +506,10 @@ mod tests {
         fn accepted_ids_are_plain_identifiers(s in "[a-z][a-z0-9_]{0,70}") {
             match TenantId::parse(&s) {
                 Ok(id) => prop_assert!(id.database_name().len() <= 63),
-                Err(e) => prop_assert!(matches!(e, IdentError::TooLong { .. })),
+                Err(e) => {
+                    let too_long = matches!(e, IdentError::TooLong { .. });
+                    prop_assert!(too_long);
+                }
             }
         }
     }

@@ -11,6 +11,10 @@ BEGIN
     RETURN 'ok';
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+    -- a "Failing row contains (...)" DETAIL holds generated ids and timestamps: left out
+    IF det LIKE 'Failing row contains%' THEN
+        det := NULL;
+    END IF;
     RETURN st || ': ' || msg || coalesce(' DETAIL: ' || nullif(det, ''), '');
 END $$;
 
@@ -90,7 +94,7 @@ SELECT pg_temp.try($$INSERT INTO messiah.extension_field_definitions (tenant_id,
 
 -- tenant_id, database_name and server_conninfo are immutable: 0A000
 SELECT pg_temp.try($$UPDATE messiah.tenants SET tenant_id = 'rg_cat3', database_name = 'tenant_rg_cat3' WHERE tenant_id = 'rg_cat'$$);
-SELECT pg_temp.try($$UPDATE messiah.tenants SET database_name = 'tenant_rg_cat' WHERE tenant_id = 'rg_cat'$$);
+SELECT pg_temp.try($$UPDATE messiah.tenants SET database_name = 'tenant_rg_cat_moved' WHERE tenant_id = 'rg_cat'$$);
 SELECT pg_temp.try($$UPDATE messiah.tenants SET server_conninfo = 'host=elsewhere' WHERE tenant_id = 'rg_cat'$$);
 
 -- defaults of the config table; delete cascades to it
@@ -102,29 +106,35 @@ SELECT count(*) AS configs_left FROM messiah.tenant_supabase_configs WHERE tenan
 COMMIT;
 SELECT count(*) AS databases FROM pg_database WHERE datname = 'tenant_rg_cat';
 
--- privileges: no management function is executable by PUBLIC
-SELECT p.oid::regprocedure AS function, has_function_privilege('public', p.oid, 'execute') AS public_execute
+-- privileges: no messiah function is executable by PUBLIC
+SELECT count(*) AS extension_functions,
+       count(*) FILTER (WHERE has_function_privilege('public', p.oid, 'execute')) AS public_executable
 FROM pg_proc p
-WHERE p.proname LIKE 'messiah\_%' AND p.pronamespace = 'public'::regnamespace
-ORDER BY 1::text;
+JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'messiah'
+HAVING count(*) > 10;
+SELECT f AS function, has_function_privilege('public', f, 'execute') AS public_execute,
+       p.prosecdef AS security_definer, p.proconfig
+FROM unnest(ARRAY['messiah_create_tenant(text,text,text,text,text,jsonb,jsonb)',
+                  'messiah_get_tenant(text)', 'messiah_list_tenants(text,bigint,bigint)',
+                  'messiah_update_tenant(text,jsonb)', 'messiah_set_tenant_status(text,text)',
+                  'messiah_drop_tenant(text,boolean)', 'messiah_reconcile(boolean)',
+                  'messiah.sweep()', 'messiah.create_tenant_database(text,text,text)',
+                  'messiah.drop_tenant_database(text,text)', 'messiah.tenants_provision()']::regprocedure[]) AS f
+JOIN pg_proc p ON p.oid = f
+ORDER BY f::text;
 SELECT has_function_privilege('public', 'messiah_create_tenant(text,text,text,text,text,jsonb,jsonb)', 'execute');
-SELECT has_function_privilege('public', 'messiah.sweep()', 'execute');
 SELECT has_schema_privilege('public', 'messiah', 'usage') AS public_schema_usage;
 SELECT c.relname, has_table_privilege('public', c.oid, 'select') AS public_select
 FROM pg_class c
 WHERE c.relnamespace = 'messiah'::regnamespace AND c.relkind = 'r'
 ORDER BY 1;
 
--- every SECURITY DEFINER function pins search_path
-SELECT p.oid::regprocedure AS function, p.proconfig
+-- every SECURITY DEFINER function of the extension pins search_path
+SELECT count(*) > 10 AS has_security_definer_functions,
+       count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c
+                                          WHERE c = 'search_path=pg_catalog, pg_temp')) AS without_pinned_search_path
 FROM pg_proc p
 JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'messiah'
-WHERE p.prosecdef
-ORDER BY 1::text;
-SELECT count(*) AS security_definer_without_search_path
-FROM pg_proc p
-JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
-JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'messiah'
-WHERE p.prosecdef
-  AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%');
+WHERE p.prosecdef;

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Benchmarks (not tests): figures side by side in one run, as ratios to a baseline.
+#  1. messiah_create_tenant (catalog row + CREATE DATABASE at COMMIT) p50/p95 over N tenants,
+#     next to a bare CREATE DATABASE ... TEMPLATE of the same template (WAL_LOG and FILE_COPY).
+#  2. 100,000 inserts into clients with five validated custom fields: messiah's trigger vs no
+#     trigger vs an equivalent PL/pgSQL trigger.
+# Uses a release build in a fresh throwaway cluster.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+N=${BENCH_TENANTS:-100}
+ROWS=${BENCH_ROWS:-100000}
+REPS=${BENCH_REPS:-5}
+make -s -C "$ROOT" install RELEASE=1
+eval "$("$ROOT/scripts/cluster.sh" start --fresh | grep '^export')"
+psql_() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+times_of() { grep -o 'Time: [0-9.]* ms' | awk '{print $2}'; }
+pct() { sort -n | awk -v p="$1" '{a[NR]=$1} END {i=int((NR-1)*p+0.5)+1; printf "%.1f", a[i]}'; }
+
+echo "== provisioning: $N tenants =="
+psql_ -c "SELECT messiah_create_tenant('bench_warm', 'warm', 'bench-warm')" >/dev/null
+TPL=$(psql_ -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'messiah\_template\_%' AND datistemplate")
+tmp=$(mktemp -d)
+{ echo '\timing on'; for i in $(seq 1 "$N"); do echo "SELECT messiah_create_tenant('bench_$i', 'Bench $i', 'bench-$i');"; done; } >"$tmp/create.sql"
+{ echo '\timing on'; for i in $(seq 1 "$N"); do echo "CREATE DATABASE bare_wal_$i TEMPLATE $TPL STRATEGY WAL_LOG;"; done; } >"$tmp/bare_wal.sql"
+{ echo '\timing on'; for i in $(seq 1 "$N"); do echo "CREATE DATABASE bare_copy_$i TEMPLATE $TPL STRATEGY FILE_COPY;"; done; } >"$tmp/bare_copy.sql"
+psql_ -f "$tmp/create.sql" | times_of >"$tmp/create.t"
+psql_ -f "$tmp/bare_wal.sql" | times_of >"$tmp/bare_wal.t"
+psql_ -f "$tmp/bare_copy.sql" | times_of >"$tmp/bare_copy.t"
+base50=$(pct 0.5 <"$tmp/bare_wal.t"); base95=$(pct 0.95 <"$tmp/bare_wal.t")
+printf "%-46s %9s %9s %12s\n" "" "p50 ms" "p95 ms" "p50 ratio"
+for k in bare_wal bare_copy create; do
+    case $k in
+        bare_wal) label="CREATE DATABASE ... STRATEGY WAL_LOG (baseline)";;
+        bare_copy) label="CREATE DATABASE ... STRATEGY FILE_COPY";;
+        create) label="messiah_create_tenant (WAL_LOG, at COMMIT)";;
+    esac
+    p50=$(pct 0.5 <"$tmp/$k.t"); p95=$(pct 0.95 <"$tmp/$k.t")
+    printf "%-46s %9s %9s %11.2fx\n" "$label" "$p50" "$p95" "$(echo "$p50 / $base50" | bc -l)"
+done
+for i in $(seq 1 "$N"); do echo "DROP DATABASE bare_wal_$i; DROP DATABASE bare_copy_$i;"; done | psql_ >/dev/null
+
+echo
+echo "== $ROWS inserts into clients with five validated custom fields (median of $REPS) =="
+psql_ <<'SQL' >/dev/null
+SELECT messiah_define_field('bench_warm', 'clients', 'company', 'text', 'Company', validation_rules => '{"maxLength": 80}');
+SELECT messiah_define_field('bench_warm', 'clients', 'country', 'select', 'Country', validation_rules => '{"options": ["Brazil", "Canada", "USA", "Germany", "India"]}');
+SELECT messiah_define_field('bench_warm', 'clients', 'postal_code', 'text', 'Postal code', validation_rules => '{"pattern": "^[0-9]{5}$"}');
+SELECT messiah_define_field('bench_warm', 'clients', 'total', 'number', 'Total', validation_rules => '{"min": 0}');
+SELECT messiah_define_field('bench_warm', 'clients', 'since', 'date', 'Since', validation_rules => '{"min": "2000-01-01"}');
+SQL
+psql_ -d tenant_bench_warm <<'SQL' >/dev/null
+CREATE TABLE bare_clients (LIKE clients INCLUDING ALL);
+CREATE TABLE plpgsql_clients (LIKE clients INCLUDING ALL);
+CREATE FUNCTION plpgsql_check() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE cf jsonb := NEW.custom_fields; errs text[] := '{}'; k text;
+BEGIN
+  IF jsonb_typeof(cf) <> 'object' THEN RAISE EXCEPTION 'custom_fields must be an object' USING ERRCODE = '23514'; END IF;
+  FOR k IN SELECT jsonb_object_keys(cf) LOOP
+    IF k NOT IN ('company', 'country', 'postal_code', 'total', 'since') THEN errs := errs || (k || ' unknown'); END IF;
+  END LOOP;
+  IF cf ? 'company' AND (jsonb_typeof(cf->'company') <> 'string' OR char_length(cf->>'company') > 80) THEN errs := errs || 'company'::text; END IF;
+  IF cf ? 'country' AND (jsonb_typeof(cf->'country') <> 'string' OR (cf->>'country') NOT IN ('Brazil', 'Canada', 'USA', 'Germany', 'India')) THEN errs := errs || 'country'::text; END IF;
+  IF cf ? 'postal_code' AND (jsonb_typeof(cf->'postal_code') <> 'string' OR (cf->>'postal_code') !~ '^[0-9]{5}$') THEN errs := errs || 'postal_code'::text; END IF;
+  IF cf ? 'total' AND (jsonb_typeof(cf->'total') <> 'number' OR (cf->'total')::numeric < 0) THEN errs := errs || 'total'::text; END IF;
+  IF cf ? 'since' AND (jsonb_typeof(cf->'since') <> 'string' OR (cf->>'since') !~ '^\d{4}-\d{2}-\d{2}$' OR (cf->>'since')::date < '2000-01-01') THEN errs := errs || 'since'::text; END IF;
+  IF cardinality(errs) > 0 THEN RAISE EXCEPTION 'invalid: %', errs USING ERRCODE = '23514'; END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER plpgsql_check BEFORE INSERT OR UPDATE ON plpgsql_clients FOR EACH ROW EXECUTE FUNCTION plpgsql_check();
+SQL
+{
+    echo '\timing on'
+    for r in $(seq 1 "$REPS"); do
+        for t in bare_clients clients plpgsql_clients; do
+            echo "TRUNCATE $t CASCADE;"
+            echo "\\echo $t"
+            echo "INSERT INTO $t (name, email, custom_fields) SELECT 'Client ' || i, 'c' || i || '@example.com', jsonb_build_object('company', 'Company ' || i, 'country', 'Brazil', 'postal_code', lpad((i % 100000)::text, 5, '0'), 'total', (i % 1000) + 0.5, 'since', '2020-01-01') FROM generate_series(1, $ROWS) i;"
+        done
+    done
+} >"$tmp/insert.sql"
+psql_ -d tenant_bench_warm -f "$tmp/insert.sql" | awk '/^(bare_clients|clients|plpgsql_clients)$/ {t=$1} /^Time: .* ms/ && t != "" {print t, $2; t=""}' >"$tmp/insert.t"
+median() { grep "^$1 " "$tmp/insert.t" | awk '{print $2}' | pct 0.5; }
+bare=$(median bare_clients)
+printf "%-40s %12s %14s %10s\n" "" "median ms" "us per row" "ratio"
+for t in bare_clients clients plpgsql_clients; do
+    case $t in
+        bare_clients) label="no trigger (baseline)";;
+        clients) label="messiah trigger";;
+        plpgsql_clients) label="equivalent PL/pgSQL trigger";;
+    esac
+    m=$(median $t)
+    printf "%-40s %12s %14.2f %9.2fx\n" "$label" "$m" "$(echo "$m * 1000 / $ROWS" | bc -l)" "$(echo "$m / $bare" | bc -l)"
+done
+rm -rf "$tmp"

@@ -141,7 +141,7 @@ echo "no demo tenant left"
 # --- 5. tenants, fields, import ---------------------------------------------------------
 section "Create tenants (settings => '$SETTINGS')"
 T2=$(now)
-q -v settings="$SETTINGS" -f "$OUT/create_tenants.sql"
+q -At -v settings="$SETTINGS" -f "$OUT/create_tenants.sql"
 T3=$(now)
 
 section "Define custom fields"
@@ -251,7 +251,8 @@ if [ "$HAS_VALIDATE" = 1 ]; then
         python3 -c 'import json, sys
 t = sys.stdin.read()
 try:
-    print(json.dumps(json.loads(t), indent=2, ensure_ascii=False))
+    errors = json.loads(t)
+    print("[" + ",\n ".join(json.dumps(e, ensure_ascii=False) for e in errors) + "]")
 except ValueError:
     print(t)' | sed 's/^/  /'
 elif [ "$HAS_DEFINE" = 1 ]; then

@@ -31,22 +31,6 @@ SELECT pg_catalog.pg_extension_config_dump('messiah.detached_databases', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.fields_version_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.field_snapshot', '');
 
--- DESIGN.md decision 8: management functions are not executable by PUBLIC. Grant them to the
--- roles that administer tenants (e.g. GRANT EXECUTE ON FUNCTION messiah_create_tenant TO
--- service_role).
-DO $$
-DECLARE f regprocedure;
-BEGIN
-    FOR f IN
-        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
-             AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
-        JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'messiah'
-    LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
-    END LOOP;
-END $$;
-
 COMMENT ON FUNCTION @extschema@.messiah_create_tenant(text, text, text, text, text, jsonb, jsonb) IS
 $$Creates a tenant. Args: tenant_id text (^[a-z][a-z0-9_]*$, <= 56 bytes), name text, slug text (a-z0-9 groups joined by '-', <= 63 bytes), contact_email text, contact_name text, settings jsonb object (unknown_custom_fields: reject|strip|allow), config jsonb (Supabase: supabase_project_id, supabase_url, anon_key, service_key, region, plan, is_active). Writes the catalog row now and creates database tenant_<tenant_id> from the template at COMMIT; a rollback leaves nothing. Returns the tenant as jsonb ("database" = database name). Errors: 22023 invalid argument, 22004 null, 23505 id/slug taken, 42P04 database exists (left untouched). Source: original design "Create tenant"; DESIGN.md decisions 3-4.$$;
 COMMENT ON FUNCTION @extschema@.messiah_get_tenant(text) IS
@@ -78,3 +62,20 @@ CREATE CONSTRAINT TRIGGER tenants_push_fields AFTER UPDATE OF fields_version ON 
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
     WHEN (NEW.fields_version IS DISTINCT FROM OLD.fields_version)
     EXECUTE FUNCTION messiah.tenants_push_fields();
+
+-- Last, so that it covers every function above. DESIGN.md decision 8: management functions are not executable by PUBLIC. Grant them to the
+-- roles that administer tenants (e.g. GRANT EXECUTE ON FUNCTION messiah_create_tenant TO
+-- service_role).
+DO $$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+             AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+        JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'messiah'
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END $$;
+

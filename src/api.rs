@@ -556,8 +556,8 @@ mod messiah {
     /// Internal, called at COMMIT by the deferred trigger on DELETE from `messiah.tenants`.
     #[pg_extern(security_definer, volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]
-    fn drop_tenant_database(database_name: &str, server_conninfo: &str) {
-        provision::drop_database(database_name, server_conninfo);
+    fn drop_tenant_database(database_name: &str, server_conninfo: &str) -> bool {
+        provision::drop_tenant_database(database_name, server_conninfo)
     }
 
     /// Drops databases whose creating transaction aborted (provisioning journal) and returns

@@ -72,7 +72,7 @@ impl<'a> Jb<'a> {
     }
 
     /// The whole value as jsonb text (only for json-schema checks and rewriting a document).
-    pub fn to_text(&self) -> String {
+    pub fn to_text(self) -> String {
         match self.container() {
             // SAFETY: JsonbToCString reads the live container and returns a palloc'd C string.
             Some(c) => unsafe {
@@ -150,8 +150,13 @@ impl<'a> JsonView<'a> for Jb<'a> {
     }
 
     fn as_bool(&self) -> Option<bool> {
-        // SAFETY: the union member matches the type tag.
-        (self.v.type_ == pg_sys::jbvType::jbvBool).then(|| unsafe { self.v.val.boolean })
+        if self.v.type_ == pg_sys::jbvType::jbvBool {
+            // SAFETY: the union member matches the type tag (read only then: another member's
+            // bytes need not be a valid bool).
+            Some(unsafe { self.v.val.boolean })
+        } else {
+            None
+        }
     }
 
     fn as_str(&self) -> Option<&'a str> {
@@ -222,7 +227,7 @@ impl<'a> JsonView<'a> for Jb<'a> {
                 key.len() as i32,
                 &mut res,
             );
-            (!p.is_null()).then(|| Jb {
+            (!p.is_null()).then_some(Jb {
                 v: res,
                 _life: PhantomData,
             })

@@ -36,6 +36,13 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 /// `shared_preload_libraries`.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // pgrx appends a captured Rust backtrace to an error's DETAIL when RUST_BACKTRACE is set
+    // in the server's environment: that would show internals to SQL clients (DESIGN.md
+    // decision 8). The backend is single-threaded here.
+    if std::env::var_os("MESSIAH_DEBUG_BACKTRACE").is_none() {
+        std::env::remove_var("RUST_BACKTRACE");
+        std::env::remove_var("RUST_LIB_BACKTRACE");
+    }
     guc::register();
     // SAFETY: reading a plain global that Postgres sets before loading preload libraries.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {

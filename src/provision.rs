@@ -111,9 +111,17 @@ fn local_conninfo() -> Conninfo {
 /// Name of the template database for this version of messiah and of the tenant schema:
 /// `messiah_template_<16 hex digits>`. A new version gets a new template.
 pub fn template_name() -> String {
-    let mut h = crate::remote::fnv64(TENANT_SCHEMA_SQL.as_bytes());
-    h ^= crate::remote::fnv64(&installed_script()).rotate_left(1);
-    format!("messiah_template_{h:016x}")
+    thread_local! {
+        static NAME: std::cell::OnceCell<String> = const { std::cell::OnceCell::new() };
+    }
+    NAME.with(|n| {
+        n.get_or_init(|| {
+            let mut h = crate::remote::fnv64(TENANT_SCHEMA_SQL.as_bytes());
+            h ^= crate::remote::fnv64(&installed_script()).rotate_left(1);
+            format!("messiah_template_{h:016x}")
+        })
+        .clone()
+    })
 }
 
 /// The installed extension script (`<sharedir>/extension/messiah--<version>.sql`), so that any
@@ -354,6 +362,18 @@ pub fn drop_database(datname: &str, server_conninfo: &str) {
             quote_ident(datname)
         ),
     );
+}
+
+/// Drops a deleted tenant's database at COMMIT, but only if it carries this admin database's
+/// marker: a database of that name that messiah did not create (for example, created by hand
+/// while a transaction created and dropped the tenant before its COMMIT) is left alone.
+/// Returns whether it dropped.
+pub fn drop_tenant_database(datname: &str, server_conninfo: &str) -> bool {
+    if !marker_is_ours(datname, server_conninfo) {
+        return false;
+    }
+    drop_database(datname, server_conninfo);
+    true
 }
 
 /// Drops databases whose creating transaction aborted (see the module comment) and forgets

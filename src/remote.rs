@@ -109,12 +109,16 @@ impl Dblink {
             }
         }
         let busy = format!("SELECT {}($1)", self.f("dblink_is_busy"));
+        // Short commands finish in well under a millisecond: poll quickly at first, then back
+        // off to 1 ms, handling interrupts between polls.
+        let mut pause_us = 20u32;
         loop {
             let b = crate::err::one::<i32>(&busy, &[name.into()]).unwrap_or(0);
             if b == 0 {
                 break;
             }
-            wait_ms(1);
+            pause(pause_us);
+            pause_us = (pause_us * 2).min(1000);
         }
         Spi::run_with_args(
             &format!(
@@ -195,6 +199,14 @@ impl Dblink {
         )
         .or_raise("running a command with dblink");
     }
+}
+
+/// Sleeps `us` microseconds, then handles interrupts (cancel, terminate, ProcSignalBarrier
+/// absorption).
+fn pause(us: u32) {
+    // SAFETY: pg_usleep is a plain sleep.
+    unsafe { pg_sys::pg_usleep(us as _) };
+    pgrx::check_for_interrupts!();
 }
 
 /// Sleeps `ms` milliseconds on this backend's latch, handling interrupts (cancel, terminate,

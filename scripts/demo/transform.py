@@ -303,7 +303,8 @@ def main():
         f.write("-- One call per tenant, each in autocommit: the database appears when it commits.\n")
         for t in tenants:
             f.write(
-                "SELECT t->>'tenant_id' AS tenant_id, t->>'database' AS database, t->>'status' AS status\n"
+                "SELECT format('  created tenant %s: database %s, status %s, contact %s <%s>',\n"
+                "              t->>'tenant_id', t->>'database', t->>'status', t->>'contact_name', t->>'contact_email')\n"
                 f"FROM messiah_create_tenant(tenant_id => {lit(t['tenant_id'])}, name => {lit(t['name'])}, "
                 f"slug => {lit(t['slug'])}, contact_email => {lit(t['email'])}, "
                 f"contact_name => {lit(t['contact_name'])}, settings => :'settings') AS t;\n")

@@ -42,7 +42,7 @@ pub(super) fn is_uuid(s: &str) -> bool {
 
 /// Gregorian leap year rule.
 fn is_leap(year: u32) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 /// True if `s` is exactly `YYYY-MM-DD` (4-2-2 ASCII digits) and a real

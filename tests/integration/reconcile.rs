@@ -263,3 +263,32 @@ fn drop_tenant_unknown_id_and_keep_database() {
     assert!(db_exists("tenant_it_keep"));
     drop_db("tenant_it_keep");
 }
+
+/// Create and drop of one tenant in one transaction must not drop a database of that name
+/// that someone else created meanwhile (messiah never created it): the deferred DELETE
+/// trigger only drops databases carrying this admin database's marker comment.
+#[test]
+fn create_and_drop_in_one_transaction_leaves_foreign_database_alone() {
+    drop_db("tenant_it_foreign");
+    let mut admin = admin_db("messiah_it_foreign");
+    admin.batch_execute("BEGIN").unwrap();
+    admin
+        .execute(
+            "SELECT messiah_create_tenant('it_foreign', 'Foreign', 'it-foreign')",
+            &[],
+        )
+        .unwrap();
+    connect_retry("postgres")
+        .batch_execute("CREATE DATABASE tenant_it_foreign")
+        .unwrap();
+    connect_retry("tenant_it_foreign")
+        .batch_execute("CREATE TABLE keepme (x int)")
+        .unwrap();
+    admin
+        .execute("SELECT messiah_drop_tenant('it_foreign')", &[])
+        .unwrap();
+    admin.batch_execute("COMMIT").unwrap();
+    let kept = db_exists("tenant_it_foreign");
+    drop_db("tenant_it_foreign");
+    assert!(kept, "messiah dropped a database it never created");
+}

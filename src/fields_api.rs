@@ -315,7 +315,10 @@ fn messiah_check_existing(tenant_id: &str, entity_table: &str) -> JsonB {
         quote_literal(entity_table),
         quote_literal(&snap.to_string())
     );
-    let rows = dbl.query_once(&server.database(&db), &sql, 1);
+    let target = server.database(&db);
+    let rows = crate::remote::in_tenant(id.as_str(), &db, "checking existing rows", || {
+        dbl.query_once(&target, &sql, 1)
+    });
     let text = rows
         .first()
         .and_then(|r| r[0].clone())
@@ -350,6 +353,10 @@ fn push_field_snapshot(tenant_id: &str) -> bool {
         quote_literal(id.as_str()),
         quote_literal(&snap.0.to_string())
     );
-    let rows = dblink().query_once(&server.database(&db), &sql, 1);
+    let target = server.database(&db);
+    let dbl = dblink();
+    let rows = crate::remote::in_tenant(id.as_str(), &db, "installing field definitions", || {
+        dbl.query_once(&target, &sql, 1)
+    });
     rows.first().and_then(|r| r[0].as_deref()) == Some("t")
 }

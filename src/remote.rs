@@ -225,3 +225,22 @@ pub fn wait_ms(ms: i64) {
     }
     pgrx::check_for_interrupts!();
 }
+
+/// Runs `f`, which works in a tenant's database; an error from there is re-raised with its
+/// SQLSTATE, DETAIL and HINT, its message prefixed with the tenant and database it came from
+/// (as Citus names the node a remote error came from). Rust-side errors pass unchanged.
+pub fn in_tenant<R>(tenant_id: &str, datname: &str, what: &str, f: impl FnOnce() -> R + std::panic::UnwindSafe) -> R {
+    use pgrx::pg_sys::panic::CaughtError;
+    let prefix = format!("tenant \"{tenant_id}\" (database \"{datname}\"), {what}");
+    PgTryBuilder::new(f)
+        .catch_others(move |e| match e {
+            CaughtError::PostgresError(r) => crate::err::raise(
+                r.sql_error_code(),
+                format!("{prefix}: {}", r.message()),
+                r.detail().map(str::to_string),
+                r.hint().map(str::to_string),
+            ),
+            other => other.rethrow(),
+        })
+        .execute()
+}

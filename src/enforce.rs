@@ -80,7 +80,27 @@ fn load() -> Cache {
     }
 }
 
+thread_local! {
+    /// (local transaction id, command id) of the statement that last looked for invalidations.
+    static LAST_STATEMENT: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Once per statement, processes pending invalidations: a backend already holding its lock on
+/// the table (a statement later in an open transaction) would otherwise not look for them,
+/// and "the next statement sees a committed definition change" must hold there too.
+fn accept_invalidations_once_per_statement() {
+    // SAFETY: MyProc is this backend's PGPROC; GetCurrentCommandId only reads xact state;
+    // AcceptInvalidationMessages may run at any point a lock could be taken.
+    unsafe {
+        let now = ((*pg_sys::MyProc).lxid, pg_sys::GetCurrentCommandId(false));
+        if LAST_STATEMENT.with(|l| l.replace(now)) != now {
+            pg_sys::AcceptInvalidationMessages();
+        }
+    }
+}
+
 fn snapshot() -> Rc<CompiledSnapshot> {
+    accept_invalidations_once_per_statement();
     CACHE.with(|c| {
         if c.borrow().is_none() {
             let loaded = load();

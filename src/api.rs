@@ -169,7 +169,7 @@ fn config_arg(v: &Value) -> SupabaseConfig {
 }
 
 fn tenant_json(tenant_id: &str) -> Option<Value> {
-    crate::err::one::<JsonB>(
+    crate::spi::one::<JsonB>(
         "SELECT messiah.tenant_json(t) FROM messiah.tenants t WHERE t.tenant_id = $1",
         &[tenant_id.into()],
     )
@@ -231,7 +231,7 @@ fn messiah_create_tenant(
 
     // ON CONFLICT DO NOTHING waits for a concurrent inserter of the same id to finish, so
     // exactly one of N concurrent creations inserts; the others see no row and raise 23505.
-    let inserted = crate::err::one::<bool>(
+    let inserted = crate::spi::one::<bool>(
         "INSERT INTO messiah.tenants (tenant_id, name, slug, contact_email, contact_name, settings, \
                                       database_name, server_conninfo) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING true",
@@ -334,22 +334,11 @@ fn messiah_list_tenants(
             Some("Page with offset.".into()),
         );
     }
-    let rows = Spi::connect(|client| {
-        let t = client.select(
-            "SELECT messiah.tenant_json(t) FROM messiah.tenants t \
-             WHERE $1::text IS NULL OR t.status = $1 ORDER BY t.tenant_id OFFSET $2 LIMIT $3",
-            None,
-            &[status.into(), offset.into(), limit.into()],
-        )?;
-        let mut v = Vec::new();
-        for r in t {
-            if let Some(j) = r.get::<JsonB>(1)? {
-                v.push(j);
-            }
-        }
-        Ok::<_, pgrx::spi::Error>(v)
-    })
-    .or_raise("listing tenants");
+    let rows = crate::spi::column::<JsonB>(
+        "SELECT messiah.tenant_json(t) FROM messiah.tenants t \
+         WHERE $1::text IS NULL OR t.status = $1 ORDER BY t.tenant_id OFFSET $2 LIMIT $3",
+        &[status.into(), offset.into(), limit.into()],
+    );
     SetOfIterator::new(rows)
 }
 
@@ -395,7 +384,7 @@ fn messiah_update_tenant(tenant_id: Option<&str>, patch: Option<JsonB>) -> JsonB
             Some("Use messiah_set_tenant_status() for the status.".into()),
         );
     }
-    let current = crate::err::one::<JsonB>(
+    let current = crate::spi::one::<JsonB>(
         "SELECT settings FROM messiah.tenants WHERE tenant_id = $1 FOR UPDATE",
         &[id.as_str().into()],
     )
@@ -421,7 +410,7 @@ fn messiah_update_tenant(tenant_id: Option<&str>, patch: Option<JsonB>) -> JsonB
         merged
     });
     let slug_taken = slug.as_ref().is_some_and(|s| {
-        crate::err::one::<bool>(
+        crate::spi::one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM messiah.tenants WHERE slug = $1 AND tenant_id <> $2)",
             &[s.as_str().into(), id.as_str().into()],
         )
@@ -475,7 +464,7 @@ fn messiah_update_tenant(tenant_id: Option<&str>, patch: Option<JsonB>) -> JsonB
 fn messiah_set_tenant_status(tenant_id: Option<&str>, status: Option<&str>) -> JsonB {
     let id = tenant_id_arg(tenant_id);
     let status = status_arg(status);
-    let found = crate::err::one::<bool>(
+    let found = crate::spi::one::<bool>(
         "UPDATE messiah.tenants SET status = $2 WHERE tenant_id = $1 RETURNING true",
         &[id.as_str().into(), status.as_str().into()],
     )
@@ -495,7 +484,7 @@ fn messiah_set_tenant_status(tenant_id: Option<&str>, status: Option<&str>) -> J
 #[search_path(pg_catalog, pg_temp)]
 fn messiah_drop_tenant(tenant_id: Option<&str>, keep_database: default!(bool, false)) -> JsonB {
     let id = tenant_id_arg(tenant_id);
-    let datname = crate::err::one::<String>(
+    let datname = crate::spi::one::<String>(
         "DELETE FROM messiah.tenants WHERE tenant_id = $1 RETURNING database_name",
         &[id.as_str().into()],
     )

@@ -325,7 +325,7 @@ fn install_field_snapshot(tenant_id: &str, version: i64, snapshot: JsonB) -> boo
     }
     Spi::run("LOCK TABLE messiah.field_snapshot IN EXCLUSIVE MODE")
         .or_raise("locking the snapshot");
-    let current = crate::err::one::<i64>("SELECT version FROM messiah.field_snapshot", &[]);
+    let current = crate::spi::one::<i64>("SELECT version FROM messiah.field_snapshot", &[]);
     if current.is_some_and(|c| c >= version) {
         return false;
     }
@@ -338,7 +338,7 @@ fn install_field_snapshot(tenant_id: &str, version: i64, snapshot: JsonB) -> boo
     .or_raise("writing the snapshot");
     sync_indexes(&snapshot.0);
     let relid =
-        crate::err::one::<pg_sys::Oid>("SELECT 'messiah.field_snapshot'::regclass::oid", &[])
+        crate::spi::one::<pg_sys::Oid>("SELECT 'messiah.field_snapshot'::regclass::oid", &[])
             .unwrap_or(pg_sys::InvalidOid);
     // SAFETY: queues a relcache invalidation of the snapshot table, sent at commit.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
@@ -378,19 +378,11 @@ fn sync_indexes(snapshot: &serde_json::Value) {
             wanted.push((index_name(e, n), e.to_string(), n.to_string()));
         }
     }
-    let existing: Vec<String> = Spi::connect(|c| {
-        let t = c.select(
-            "SELECT indexname::text FROM pg_catalog.pg_indexes WHERE schemaname = 'public' AND indexname LIKE 'messiah\\_cf\\_%'",
-            None,
-            &[],
-        )?;
-        let mut v = Vec::new();
-        for r in t {
-            v.push(r.get::<String>(1)?.unwrap_or_default());
-        }
-        Ok::<_, pgrx::spi::Error>(v)
-    })
-    .or_raise("listing field indexes");
+    let existing = crate::spi::column::<String>(
+        "SELECT indexname::text FROM pg_catalog.pg_indexes \
+         WHERE schemaname = 'public' AND indexname LIKE 'messiah\\_cf\\_%'",
+        &[],
+    );
     for name in existing
         .iter()
         .filter(|n| !wanted.iter().any(|w| &w.0 == *n))

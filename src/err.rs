@@ -50,20 +50,3 @@ impl<T> SpiExt<T> for Result<T, pgrx::spi::Error> {
         }
     }
 }
-
-/// Runs `query` (read-write) with bind parameters and returns the first column of its first
-/// row, `None` when there is no row or the value is NULL.
-pub fn one<T: pgrx::FromDatum + pgrx::IntoDatum>(
-    query: &str,
-    args: &[pgrx::datum::DatumWithOid],
-) -> Option<T> {
-    pgrx::Spi::connect_mut(|c| {
-        let t = c.update(query, None, args)?;
-        if t.is_empty() {
-            Ok(None)
-        } else {
-            t.first().get_one::<T>()
-        }
-    })
-    .or_raise(query)
-}

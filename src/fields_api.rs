@@ -2,11 +2,12 @@
 //! checked when written; the validation engine's SQL faces; the snapshot push into tenant
 //! databases at COMMIT.
 
-use crate::err::{one, raise, Code, SpiExt};
+use crate::err::{raise, Code, SpiExt};
 use crate::fields::{self, CompiledSnapshot, FieldSpec};
 use crate::ident::{quote_literal, TenantId, TENANT_ID_RULE};
 use crate::provision::Server;
 use crate::remote::dblink;
+use crate::spi::one;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
@@ -209,23 +210,12 @@ fn messiah_list_fields(
     if let Some(e) = entity_table {
         entity(e);
     }
-    let rows = Spi::connect(|c| {
-        let t = c.select(
-            "SELECT to_jsonb(d.*) FROM messiah.extension_field_definitions d \
-             WHERE d.tenant_id = $1 AND ($2::text IS NULL OR d.entity_table = $2) \
-             ORDER BY d.entity_table, d.field_name",
-            None,
-            &[id.as_str().into(), entity_table.into()],
-        )?;
-        let mut v = Vec::new();
-        for r in t {
-            if let Some(j) = r.get::<JsonB>(1)? {
-                v.push(j);
-            }
-        }
-        Ok::<_, pgrx::spi::Error>(v)
-    })
-    .or_raise("listing fields");
+    let rows = crate::spi::column::<JsonB>(
+        "SELECT to_jsonb(d.*) FROM messiah.extension_field_definitions d \
+         WHERE d.tenant_id = $1 AND ($2::text IS NULL OR d.entity_table = $2) \
+         ORDER BY d.entity_table, d.field_name",
+        &[id.as_str().into(), entity_table.into()],
+    );
     SetOfIterator::new(rows)
 }
 

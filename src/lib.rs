@@ -19,6 +19,7 @@ mod guc;
 mod jsonb;
 mod provision;
 mod remote;
+mod spi;
 mod worker;
 
 // Hand-written SQL (DESIGN.md layout: sql/). The catalog comes first; functions written in

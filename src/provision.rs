@@ -89,7 +89,7 @@ impl Server {
 }
 
 fn current_database() -> String {
-    crate::err::one::<String>("SELECT current_database()::text", &[]).unwrap_or_default()
+    crate::spi::one::<String>("SELECT current_database()::text", &[]).unwrap_or_default()
 }
 
 /// This cluster over its first Unix socket directory (or localhost), as the current user
@@ -247,7 +247,7 @@ pub fn create_database(tenant_id: &str, datname: &str, server_conninfo: &str) {
     }
     .maintenance();
     let admin_conn = dbl.connection(&admin);
-    let xid = crate::err::one::<String>("SELECT pg_catalog.pg_current_xact_id()::text", &[])
+    let xid = crate::spi::one::<String>("SELECT pg_catalog.pg_current_xact_id()::text", &[])
         .unwrap_or_default();
     dbl.exec(
         &admin_conn,
@@ -298,7 +298,7 @@ pub fn create_database(tenant_id: &str, datname: &str, server_conninfo: &str) {
     );
     // A tenant created with fields or a non-default unknown-field policy in the same
     // transaction gets its definitions now; the template holds the empty default.
-    let needs_push = crate::err::one::<bool>(
+    let needs_push = crate::spi::one::<bool>(
         "SELECT fields_version > 0 OR coalesce(settings ->> 'unknown_custom_fields', 'reject') <> 'reject' \
          FROM messiah.tenants WHERE tenant_id = $1",
         &[tenant_id.into()],
@@ -339,7 +339,7 @@ fn forget_journal(dbl: &Dblink, conn: &str, conninfo: &str, datname: &str, xid: 
 }
 
 fn system_identifier() -> String {
-    crate::err::one::<String>(
+    crate::spi::one::<String>(
         "SELECT system_identifier::text FROM pg_catalog.pg_control_system()",
         &[],
     )
@@ -379,34 +379,23 @@ pub fn drop_tenant_database(datname: &str, server_conninfo: &str) -> bool {
 /// Drops databases whose creating transaction aborted (see the module comment) and forgets
 /// journal rows of committed creations. Returns the names of the databases dropped.
 pub fn sweep() -> Vec<String> {
-    let rows = Spi::connect(|client| {
-        let t = client.select(
-            "SELECT database_name, server_conninfo, creating_xid::text, \
-                    coalesce(pg_catalog.pg_xact_status(creating_xid), 'unknown') \
-             FROM messiah.provisioning_journal ORDER BY created_at",
-            None,
-            &[],
-        )?;
-        let mut out = Vec::new();
-        for r in t {
-            out.push((
-                r.get::<String>(1)?.unwrap_or_default(),
-                r.get::<String>(2)?.unwrap_or_default(),
-                r.get::<String>(3)?.unwrap_or_default(),
-                r.get::<String>(4)?.unwrap_or_default(),
-            ));
-        }
-        Ok::<_, pgrx::spi::Error>(out)
-    })
-    .or_raise("reading the provisioning journal");
+    let rows = crate::spi::text_rows(
+        "SELECT database_name, server_conninfo, creating_xid::text, \
+                coalesce(pg_catalog.pg_xact_status(creating_xid), 'unknown') \
+         FROM messiah.provisioning_journal ORDER BY created_at",
+        &[],
+        4,
+    );
     let mut dropped = Vec::new();
-    for (datname, server_conninfo, xid, status) in rows {
+    for row in rows {
+        let [datname, server_conninfo, xid, status] =
+            [0, 1, 2, 3].map(|i| row[i].clone().unwrap_or_default());
         if status == "in progress" {
             continue;
         }
         // Wait for anyone creating or dropping this database right now.
         advisory_lock(&format!("messiah:db:{datname}"));
-        let status = crate::err::one::<String>(
+        let status = crate::spi::one::<String>(
             "SELECT coalesce(pg_catalog.pg_xact_status($1::xid8), 'unknown')",
             &[xid.as_str().into()],
         )
@@ -414,7 +403,7 @@ pub fn sweep() -> Vec<String> {
         if status == "in progress" {
             continue;
         }
-        let owned = crate::err::one::<bool>(
+        let owned = crate::spi::one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM messiah.tenants WHERE database_name = $1)",
             &[datname.as_str().into()],
         )
@@ -494,36 +483,23 @@ pub fn reconcile(repair: bool) -> Vec<Drift> {
             });
         }
     }
-    let catalog = Spi::connect(|client| {
-        let t = client.select(
-            "SELECT tenant_id, database_name, server_conninfo FROM messiah.tenants ORDER BY tenant_id",
-            None,
-            &[],
-        )?;
-        let mut v = Vec::new();
-        for r in t {
-            v.push((
-                r.get::<String>(1)?.unwrap_or_default(),
-                r.get::<String>(2)?.unwrap_or_default(),
-                r.get::<String>(3)?.unwrap_or_default(),
-            ));
-        }
-        Ok::<_, pgrx::spi::Error>(v)
+    let catalog: Vec<(String, String, String)> = crate::spi::text_rows(
+        "SELECT tenant_id, database_name, server_conninfo FROM messiah.tenants ORDER BY tenant_id",
+        &[],
+        3,
+    )
+    .into_iter()
+    .map(|r| {
+        let mut r = r.into_iter().map(Option::unwrap_or_default);
+        (
+            r.next().unwrap_or_default(),
+            r.next().unwrap_or_default(),
+            r.next().unwrap_or_default(),
+        )
     })
-    .or_raise("reading the catalog");
-    let detached: Vec<String> = Spi::connect(|client| {
-        let t = client.select(
-            "SELECT database_name FROM messiah.detached_databases",
-            None,
-            &[],
-        )?;
-        let mut v = Vec::new();
-        for r in t {
-            v.push(r.get::<String>(1)?.unwrap_or_default());
-        }
-        Ok::<_, pgrx::spi::Error>(v)
-    })
-    .or_raise("reading detached databases");
+    .collect();
+    let detached =
+        crate::spi::column::<String>("SELECT database_name FROM messiah.detached_databases", &[]);
 
     let mut servers: Vec<String> = catalog.iter().map(|c| c.2.clone()).collect();
     servers.push(Server::current().conninfo.render());

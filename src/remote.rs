@@ -18,7 +18,7 @@ pub struct Dblink {
 
 /// Finds dblink. Errors: 42883 when the dblink extension is missing in this database.
 pub fn dblink() -> Dblink {
-    let schema = crate::err::one::<String>(
+    let schema = crate::spi::one::<String>(
         "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e \
          JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'dblink'",
         &[],
@@ -92,11 +92,11 @@ impl Dblink {
         // A command that failed earlier may have left its final result unread.
         self.drain(name);
         let send = format!("SELECT {}($1, $2)", self.f("dblink_send_query"));
-        let sent = crate::err::one::<i32>(&send, &[name.into(), sql.into()]).unwrap_or(0);
+        let sent = crate::spi::one::<i32>(&send, &[name.into(), sql.into()]).unwrap_or(0);
         if sent != 1 {
             self.disconnect(name);
             self.connect(name, conninfo);
-            let again = crate::err::one::<i32>(&send, &[name.into(), sql.into()]).unwrap_or(0);
+            let again = crate::spi::one::<i32>(&send, &[name.into(), sql.into()]).unwrap_or(0);
             if again != 1 {
                 raise(
                     Code::ERRCODE_CONNECTION_FAILURE,
@@ -113,7 +113,7 @@ impl Dblink {
         // off to 1 ms, handling interrupts between polls.
         let mut pause_us = 20u32;
         loop {
-            let b = crate::err::one::<i32>(&busy, &[name.into()]).unwrap_or(0);
+            let b = crate::spi::one::<i32>(&busy, &[name.into()]).unwrap_or(0);
             if b == 0 {
                 break;
             }
@@ -146,47 +146,23 @@ impl Dblink {
     /// for catalog reads that never wait on this backend) and returns its rows.
     pub fn query(&self, name: &str, sql: &str, ncols: usize) -> Vec<Vec<Option<String>>> {
         self.drain(name);
-        let cols = (0..ncols)
-            .map(|i| format!("c{i} text"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let q = format!("SELECT * FROM {}($1, $2) AS t({cols})", self.f("dblink"));
-        Spi::connect(|client| {
-            let table = client.select(&q, None, &[name.into(), sql.into()])?;
-            let mut rows = Vec::new();
-            for row in table {
-                let mut r = Vec::with_capacity(ncols);
-                for i in 1..=ncols {
-                    r.push(row.get::<String>(i)?);
-                }
-                rows.push(r);
-            }
-            Ok::<_, pgrx::spi::Error>(rows)
-        })
-        .or_raise("reading dblink rows")
+        self.rows(name, sql, ncols)
     }
 
     /// Runs a query returning text columns in the database named by `conninfo`, over a
     /// connection opened for this call only.
     pub fn query_once(&self, conninfo: &str, sql: &str, ncols: usize) -> Vec<Vec<Option<String>>> {
+        self.rows(conninfo, sql, ncols)
+    }
+
+    /// `dblink(target, sql)` where target is a connection name or a conninfo.
+    fn rows(&self, target: &str, sql: &str, ncols: usize) -> Vec<Vec<Option<String>>> {
         let cols = (0..ncols)
             .map(|i| format!("c{i} text"))
             .collect::<Vec<_>>()
             .join(", ");
         let q = format!("SELECT * FROM {}($1, $2) AS t({cols})", self.f("dblink"));
-        Spi::connect(|client| {
-            let table = client.select(&q, None, &[conninfo.into(), sql.into()])?;
-            let mut rows = Vec::new();
-            for row in table {
-                let mut r = Vec::with_capacity(ncols);
-                for i in 1..=ncols {
-                    r.push(row.get::<String>(i)?);
-                }
-                rows.push(r);
-            }
-            Ok::<_, pgrx::spi::Error>(rows)
-        })
-        .or_raise("reading dblink rows")
+        crate::spi::text_rows(&q, &[target.into(), sql.into()], ncols)
     }
 
     /// Runs SQL (one or more commands) in the database named by `conninfo`, over a
@@ -229,7 +205,12 @@ pub fn wait_ms(ms: i64) {
 /// Runs `f`, which works in a tenant's database; an error from there is re-raised with its
 /// SQLSTATE, DETAIL and HINT, its message prefixed with the tenant and database it came from
 /// (as Citus names the node a remote error came from). Rust-side errors pass unchanged.
-pub fn in_tenant<R>(tenant_id: &str, datname: &str, what: &str, f: impl FnOnce() -> R + std::panic::UnwindSafe) -> R {
+pub fn in_tenant<R>(
+    tenant_id: &str,
+    datname: &str,
+    what: &str,
+    f: impl FnOnce() -> R + std::panic::UnwindSafe,
+) -> R {
     use pgrx::pg_sys::panic::CaughtError;
     let prefix = format!("tenant \"{tenant_id}\" (database \"{datname}\"), {what}");
     PgTryBuilder::new(f)

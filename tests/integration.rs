@@ -10,6 +10,8 @@ mod api_values;
 mod concurrency;
 #[path = "integration/crash.rs"]
 mod crash;
+#[path = "integration/fields.rs"]
+mod fields;
 #[path = "integration/lifecycle.rs"]
 mod lifecycle;
 #[path = "integration/reconcile.rs"]

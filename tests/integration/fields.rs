@@ -15,7 +15,11 @@ fn setup(admin: &str, tenant: &str) -> Client {
     let mut c = admin_db(&format!("messiah_it_{admin}"));
     c.execute(
         "SELECT messiah_create_tenant($1, $2, $3)",
-        &[&tenant, &format!("Fields {tenant}"), &tenant.replace('_', "-")],
+        &[
+            &tenant,
+            &format!("Fields {tenant}"),
+            &tenant.replace('_', "-"),
+        ],
     )
     .unwrap();
     assert!(db_exists(&format!("tenant_{tenant}")));
@@ -261,20 +265,62 @@ fn tenant_database_enforces_every_type_on_direct_writes() {
     }
     // one invalid value per type (and the coercions that must not happen)
     let invalid: &[(Value, &str)] = &[
-        (json!({"code": "Sãoo"}), "\"code\" must be at most 3 characters, got 4 (max_length)"),
-        (json!({"code": 5}), "\"code\" must be a string, got number (type)"),
-        (json!({"mail": "ann.example.com"}), "\"mail\" is not a valid email (format)"),
-        (json!({"total": "5"}), "\"total\" must be a number, got string (type)"),
-        (json!({"total": 101}), "\"total\" must be <= 100, got 101 (maximum)"),
-        (json!({"vip": 1}), "\"vip\" must be a boolean, got number (type)"),
-        (json!({"vip": "true"}), "\"vip\" must be a boolean, got string (type)"),
-        (json!({"born": "2023-02-29"}), "\"born\" is not a calendar date (YYYY-MM-DD): \"2023-02-29\" (date)"),
-        (json!({"born": "2024-2-29"}), "\"born\" is not a calendar date (YYYY-MM-DD): \"2024-2-29\" (date)"),
-        (json!({"meta": {"b": 1}}), "\"meta\" does not match its schema: \"a\" is a required property at (root) (schema)"),
-        (json!({"tier": "bronze"}), "\"tier\" must be one of [\"gold\", \"silver\"], got \"bronze\" (option)"),
-        (json!({"tags": ["a", "a"]}), "\"tags\" contains \"a\" more than once (duplicate)"),
-        (json!({"tags": "a"}), "\"tags\" must be an array, got string (type)"),
-        (json!({"other": 1}), "\"other\" is not a defined field of clients (unknown_field)"),
+        (
+            json!({"code": "Sãoo"}),
+            "\"code\" must be at most 3 characters, got 4 (max_length)",
+        ),
+        (
+            json!({"code": 5}),
+            "\"code\" must be a string, got number (type)",
+        ),
+        (
+            json!({"mail": "ann.example.com"}),
+            "\"mail\" is not a valid email (format)",
+        ),
+        (
+            json!({"total": "5"}),
+            "\"total\" must be a number, got string (type)",
+        ),
+        (
+            json!({"total": 101}),
+            "\"total\" must be <= 100, got 101 (maximum)",
+        ),
+        (
+            json!({"vip": 1}),
+            "\"vip\" must be a boolean, got number (type)",
+        ),
+        (
+            json!({"vip": "true"}),
+            "\"vip\" must be a boolean, got string (type)",
+        ),
+        (
+            json!({"born": "2023-02-29"}),
+            "\"born\" is not a calendar date (YYYY-MM-DD): \"2023-02-29\" (date)",
+        ),
+        (
+            json!({"born": "2024-2-29"}),
+            "\"born\" is not a calendar date (YYYY-MM-DD): \"2024-2-29\" (date)",
+        ),
+        (
+            json!({"meta": {"b": 1}}),
+            "\"meta\" does not match its schema: \"a\" is a required property at (root) (schema)",
+        ),
+        (
+            json!({"tier": "bronze"}),
+            "\"tier\" must be one of [\"gold\", \"silver\"], got \"bronze\" (option)",
+        ),
+        (
+            json!({"tags": ["a", "a"]}),
+            "\"tags\" contains \"a\" more than once (duplicate)",
+        ),
+        (
+            json!({"tags": "a"}),
+            "\"tags\" must be an array, got string (type)",
+        ),
+        (
+            json!({"other": 1}),
+            "\"other\" is not a defined field of clients (unknown_field)",
+        ),
     ];
     for (doc, detail) in invalid {
         assert_eq!(
@@ -297,7 +343,10 @@ fn tenant_database_enforces_every_type_on_direct_writes() {
     let big = json!({"total": serde_json::Number::from_string_unchecked("1e400".into())});
     assert_eq!(
         rejected(&mut s, &big),
-        (violates(1), "\"total\" must be <= 100, got 1e400 (maximum)".into())
+        (
+            violates(1),
+            "\"total\" must be <= 100, got 1e400 (maximum)".into()
+        )
     );
     let stored: String = s
         .query_one(
@@ -320,28 +369,65 @@ fn tenant_database_enforces_every_type_on_direct_writes() {
     let all = json!({"code": "Sãoo1", "mail": "x", "total": "5", "vip": 1, "born": "2023-02-29",
                      "meta": {"b": 1}, "tier": "bronze", "tags": ["a", "a", "c"], "zzz": true});
     let expected = json!([
-        e("born", "date", "\"born\" is not a calendar date (YYYY-MM-DD): \"2023-02-29\""),
-        e("code", "max_length", "\"code\" must be at most 3 characters, got 5"),
+        e(
+            "born",
+            "date",
+            "\"born\" is not a calendar date (YYYY-MM-DD): \"2023-02-29\""
+        ),
+        e(
+            "code",
+            "max_length",
+            "\"code\" must be at most 3 characters, got 5"
+        ),
         e("mail", "format", "\"mail\" is not a valid email"),
-        e("meta", "schema", "\"meta\" does not match its schema: \"a\" is a required property at (root)"),
-        e("tags", "duplicate", "\"tags\" contains \"a\" more than once"),
-        e("tags", "option", "\"tags\" must be one of [\"a\", \"b\"], got \"c\""),
-        e("tier", "option", "\"tier\" must be one of [\"gold\", \"silver\"], got \"bronze\""),
+        e(
+            "meta",
+            "schema",
+            "\"meta\" does not match its schema: \"a\" is a required property at (root)"
+        ),
+        e(
+            "tags",
+            "duplicate",
+            "\"tags\" contains \"a\" more than once"
+        ),
+        e(
+            "tags",
+            "option",
+            "\"tags\" must be one of [\"a\", \"b\"], got \"c\""
+        ),
+        e(
+            "tier",
+            "option",
+            "\"tier\" must be one of [\"gold\", \"silver\"], got \"bronze\""
+        ),
         e("total", "type", "\"total\" must be a number, got string"),
         e("vip", "type", "\"vip\" must be a boolean, got number"),
-        e("zzz", "unknown_field", "\"zzz\" is not a defined field of clients"),
+        e(
+            "zzz",
+            "unknown_field",
+            "\"zzz\" is not a defined field of clients"
+        ),
     ]);
     let detail = expected
         .as_array()
         .unwrap()
         .iter()
-        .map(|x| format!("{} ({})", x["message"].as_str().unwrap(), x["code"].as_str().unwrap()))
+        .map(|x| {
+            format!(
+                "{} ({})",
+                x["message"].as_str().unwrap(),
+                x["code"].as_str().unwrap()
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n");
     assert_eq!(rejected(&mut s, &all), (violates(10), detail));
     // the admin-side function returns the same errors as a JSON array
     assert_eq!(validate(&mut c, t, &all), expected);
-    assert_eq!(validate(&mut c, t, &json!({"code": "São", "big": 1})), json!([]));
+    assert_eq!(
+        validate(&mut c, t, &json!({"code": "São", "big": 1})),
+        json!([])
+    );
     // nothing invalid was stored: 11 valid rows + the big one
     let n: i64 = s
         .query_one("SELECT count(*) FROM public.clients", &[])
@@ -363,9 +449,19 @@ fn required_defaults_null_and_updates() {
         "'tier', 'select', 'Tier', is_required => true, default_value => 'silver', \
          validation_rules => '{\"options\": [\"gold\", \"silver\"]}'",
     );
-    define(&mut c, t, "clients", "'level', 'number', 'Level', is_required => true");
+    define(
+        &mut c,
+        t,
+        "clients",
+        "'level', 'number', 'Level', is_required => true",
+    );
     define(&mut c, t, "clients", "'note', 'text', 'Note'");
-    define(&mut c, t, "projects", "'stage', 'text', 'Stage', default_value => 'new'");
+    define(
+        &mut c,
+        t,
+        "projects",
+        "'stage', 'text', 'Stage', default_value => 'new'",
+    );
     let mut s = tenant_session(t);
     // missing key with a default: the default is applied on INSERT
     assert_eq!(
@@ -391,7 +487,11 @@ fn required_defaults_null_and_updates() {
     let err = insert(&mut s, "NULL").unwrap_err();
     assert_eq!(
         parts(&err),
-        ("23514".into(), violates(1), Some("\"level\" is required (required)".into()))
+        (
+            "23514".into(),
+            violates(1),
+            Some("\"level\" is required (required)".into())
+        )
     );
     let cf: String = s
         .query_one(
@@ -400,7 +500,10 @@ fn required_defaults_null_and_updates() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(serde_json::from_str::<Value>(&cf).unwrap(), json!({"stage": "new"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&cf).unwrap(),
+        json!({"stage": "new"})
+    );
     // custom_fields omitted from the INSERT: the column default '{}' gets the defaults
     let cf: String = s
         .query_one(
@@ -409,23 +512,36 @@ fn required_defaults_null_and_updates() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(serde_json::from_str::<Value>(&cf).unwrap(), json!({"stage": "new"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&cf).unwrap(),
+        json!({"stage": "new"})
+    );
     // UPDATE of custom_fields: defaults never apply, the missing required key is an error
-    let id: uuid_text::Id = uuid_text::first(&mut s, "SELECT id::text FROM public.clients ORDER BY custom_fields::text LIMIT 1");
+    let id: String = s
+        .query_one(
+            "SELECT id::text FROM public.clients ORDER BY custom_fields::text LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
     let err = s
         .execute(
             "UPDATE public.clients SET custom_fields = '{\"level\": 2}' WHERE id = $1::text::uuid",
-            &[&id.0],
+            &[&id],
         )
         .unwrap_err();
     assert_eq!(
         parts(&err),
-        ("23514".into(), violates(1), Some("\"tier\" is required (required)".into()))
+        (
+            "23514".into(),
+            violates(1),
+            Some("\"tier\" is required (required)".into())
+        )
     );
     let n = s
         .execute(
             "UPDATE public.clients SET custom_fields = '{\"level\": 2, \"tier\": \"gold\"}' WHERE id = $1::text::uuid",
-            &[&id.0],
+            &[&id],
         )
         .unwrap();
     assert_eq!(n, 1);
@@ -440,32 +556,36 @@ fn required_defaults_null_and_updates() {
     let n = s
         .execute(
             "UPDATE public.clients SET name = 'renamed' WHERE id = $1::text::uuid",
-            &[&id.0],
+            &[&id],
         )
         .unwrap();
     assert_eq!(n, 1);
     let n = s
         .execute(
             "UPDATE public.clients SET custom_fields = custom_fields WHERE id = $1::text::uuid",
-            &[&id.0],
+            &[&id],
         )
         .unwrap();
     assert_eq!(n, 1);
     let err = s
         .execute(
             "UPDATE public.clients SET custom_fields = custom_fields || '{\"note\": \"x\"}' WHERE id = $1::text::uuid",
-            &[&id.0],
+            &[&id],
         )
         .unwrap_err();
     assert_eq!(
         parts(&err),
-        ("23514".into(), violates(1), Some("\"level\" must be <= 1, got 2 (maximum)".into()))
+        (
+            "23514".into(),
+            violates(1),
+            Some("\"level\" must be <= 1, got 2 (maximum)".into())
+        )
     );
     let (name, cf): (String, String) = {
         let r = s
             .query_one(
                 "SELECT name, custom_fields::text FROM public.clients WHERE id = $1::text::uuid",
-                &[&id.0],
+                &[&id],
             )
             .unwrap();
         (r.get(0), r.get(1))
@@ -477,14 +597,6 @@ fn required_defaults_null_and_updates() {
     );
     drop(s);
     teardown(&mut c, t);
-}
-
-/// Tiny helper to carry a uuid as text (the postgres crate is built without the uuid feature).
-mod uuid_text {
-    pub struct Id(pub String);
-    pub fn first(c: &mut postgres::Client, sql: &str) -> Id {
-        Id(c.query_one(sql, &[]).unwrap().get(0))
-    }
 }
 
 #[test]
@@ -503,9 +615,12 @@ fn unknown_key_policy_follows_the_tenant_setting_in_open_sessions() {
         )
     );
     let policy = |s: &mut Client| -> String {
-        s.query_one("SELECT snapshot ->> 'policy' FROM messiah.field_snapshot", &[])
-            .unwrap()
-            .get(0)
+        s.query_one(
+            "SELECT snapshot ->> 'policy' FROM messiah.field_snapshot",
+            &[],
+        )
+        .unwrap()
+        .get(0)
     };
     assert_eq!(policy(&mut s), "reject");
     for (p, expected) in [
@@ -535,7 +650,10 @@ fn unknown_key_policy_follows_the_tenant_setting_in_open_sessions() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(serde_json::from_str::<Value>(&cf).unwrap(), json!({"a": "y"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&cf).unwrap(),
+        json!({"a": "y"})
+    );
     drop(s);
     teardown(&mut c, t);
 }
@@ -554,7 +672,10 @@ fn committed_change_is_seen_by_the_next_statement_rolled_back_never() {
         "'total', 'number', 'Total', validation_rules => '{\"max\": 100}'",
     );
     let mut s = tenant_session(t);
-    assert_eq!(insert_doc(&mut s, &json!({"total": 50})).unwrap(), json!({"total": 50}));
+    assert_eq!(
+        insert_doc(&mut s, &json!({"total": 50})).unwrap(),
+        json!({"total": 50})
+    );
     // tighter rule, committed in the admin database: the same session's next statement sees it
     define(
         &mut c,
@@ -564,7 +685,10 @@ fn committed_change_is_seen_by_the_next_statement_rolled_back_never() {
     );
     assert_eq!(
         rejected(&mut s, &json!({"total": 50})),
-        (violates(1), "\"total\" must be <= 10, got 50 (maximum)".into())
+        (
+            violates(1),
+            "\"total\" must be <= 10, got 50 (maximum)".into()
+        )
     );
     let version = snapshot_version(&mut s);
     let admin_version: i64 = c
@@ -594,17 +718,26 @@ fn committed_change_is_seen_by_the_next_statement_rolled_back_never() {
         serde_json::from_str::<Value>(&planned).unwrap(),
         json!([e("total", "maximum", "\"total\" must be <= 1, got 5")])
     );
-    assert_eq!(insert_doc(&mut s, &json!({"total": 5})).unwrap(), json!({"total": 5}));
-    let mut s2 = tenant_session(t);
-    assert_eq!(insert_doc(&mut s2, &json!({"total": 5})).unwrap(), json!({"total": 5}));
-    tx.rollback().unwrap();
-    assert_eq!(insert_doc(&mut s, &json!({"total": 5})).unwrap(), json!({"total": 5}));
-    assert_eq!(insert_doc(&mut s2, &json!({"total": 5})).unwrap(), json!({"total": 5}));
-    assert_eq!(snapshot_version(&mut s), version);
     assert_eq!(
-        validate(&mut c, t, &json!({"total": 5})),
-        json!([])
+        insert_doc(&mut s, &json!({"total": 5})).unwrap(),
+        json!({"total": 5})
     );
+    let mut s2 = tenant_session(t);
+    assert_eq!(
+        insert_doc(&mut s2, &json!({"total": 5})).unwrap(),
+        json!({"total": 5})
+    );
+    tx.rollback().unwrap();
+    assert_eq!(
+        insert_doc(&mut s, &json!({"total": 5})).unwrap(),
+        json!({"total": 5})
+    );
+    assert_eq!(
+        insert_doc(&mut s2, &json!({"total": 5})).unwrap(),
+        json!({"total": 5})
+    );
+    assert_eq!(snapshot_version(&mut s), version);
+    assert_eq!(validate(&mut c, t, &json!({"total": 5})), json!([]));
     drop((s, s2));
     teardown(&mut c, t);
 }
@@ -641,8 +774,10 @@ fn tenant_database_validates_while_admin_database_is_unreachable() {
     drop(c);
     let guard = AllowConnections(admin.into());
     let mut pg = connect_retry("postgres");
-    pg.batch_execute(&format!("ALTER DATABASE {admin} WITH ALLOW_CONNECTIONS false"))
-        .unwrap();
+    pg.batch_execute(&format!(
+        "ALTER DATABASE {admin} WITH ALLOW_CONNECTIONS false"
+    ))
+    .unwrap();
     pg.execute(
         "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = $1",
         &[&admin],
@@ -661,13 +796,19 @@ fn tenant_database_validates_while_admin_database_is_unreachable() {
     let mut s = tenant_session(t);
     assert_eq!(
         rejected(&mut s, &json!({"total": -1})),
-        (violates(1), "\"total\" must be >= 0, got -1 (minimum)".into())
+        (
+            violates(1),
+            "\"total\" must be >= 0, got -1 (minimum)".into()
+        )
     );
     assert_eq!(
         rejected(&mut s, &json!({})),
         (violates(1), "\"total\" is required (required)".into())
     );
-    assert_eq!(insert_doc(&mut s, &json!({"total": 3})).unwrap(), json!({"total": 3}));
+    assert_eq!(
+        insert_doc(&mut s, &json!({"total": 3})).unwrap(),
+        json!({"total": 3})
+    );
     drop(s);
     drop(guard);
     let mut c = connect_retry(admin);
@@ -698,7 +839,14 @@ fn remove_admin2() {
     let data = format!("{ADMIN2_DIR}/data");
     if std::path::Path::new(&format!("{data}/postmaster.pid")).exists() {
         let _ = std::process::Command::new("runuser")
-            .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl"), "-D", &data])
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                &format!("{PG_BIN}/pg_ctl"),
+                "-D",
+                &data,
+            ])
             .args(["-m", "immediate", "-w", "stop"])
             .output();
     }
@@ -748,7 +896,14 @@ fn tenant_database_validates_while_admin_server_is_stopped() {
     }
     as_postgres(
         "pg_ctl",
-        &["-D", &data, "-l", &format!("{ADMIN2_DIR}/log"), "-w", "start"],
+        &[
+            "-D",
+            &data,
+            "-l",
+            &format!("{ADMIN2_DIR}/log"),
+            "-w",
+            "start",
+        ],
     );
     let admin2 = |db: &str| {
         postgres::Client::connect(
@@ -759,7 +914,8 @@ fn tenant_database_validates_while_admin_server_is_stopped() {
     };
     let (host, port) = host_port();
     let mut p2 = admin2("postgres");
-    p2.batch_execute("CREATE DATABASE messiah_it_f_remote").unwrap();
+    p2.batch_execute("CREATE DATABASE messiah_it_f_remote")
+        .unwrap();
     p2.batch_execute(&format!(
         "ALTER DATABASE messiah_it_f_remote SET messiah.server_conninfo = 'host={host} port={port} user=postgres'"
     ))
@@ -772,7 +928,10 @@ fn tenant_database_validates_while_admin_server_is_stopped() {
         &[&t],
     )
     .unwrap_or_else(|e| panic!("creating the tenant from the second cluster: {e:?}"));
-    assert!(db_exists(tenant_db), "the tenant database is on the main cluster");
+    assert!(
+        db_exists(tenant_db),
+        "the tenant database is on the main cluster"
+    );
     define(
         &mut c,
         t,
@@ -849,7 +1008,10 @@ fn check_existing_plans_a_tightening_without_applying_it() {
         })
     );
     // rolled back: the tenant still accepts the looser values
-    assert_eq!(insert_doc(&mut s, &json!({"total": 50})).unwrap(), json!({"total": 50}));
+    assert_eq!(
+        insert_doc(&mut s, &json!({"total": 50})).unwrap(),
+        json!({"total": 50})
+    );
     // with the committed (loose) definitions, nothing violates
     let report = json(&mut c, &format!("messiah_check_existing('{t}', 'clients')"));
     assert_eq!(
@@ -910,7 +1072,10 @@ fn apply_fields_builds_the_record_or_raises_23514() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(serde_json::from_str::<Value>(&cf).unwrap(), out["custom_fields"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&cf).unwrap(),
+        out["custom_fields"]
+    );
     let err = fails(
         &mut c,
         &format!(
@@ -953,7 +1118,12 @@ fn filterable_and_sortable_fields_get_an_expression_index() {
     let mut c = setup("f_idx", t);
     let mut s = tenant_session(t);
     assert_eq!(field_indexes(&mut s), vec![]);
-    define(&mut c, t, "clients", "'country', 'text', 'Country', is_filterable => true");
+    define(
+        &mut c,
+        t,
+        "clients",
+        "'country', 'text', 'Country', is_filterable => true",
+    );
     define(
         &mut c,
         t,
@@ -1025,16 +1195,26 @@ fn dropped_field_becomes_unknown_and_define_reactivates_it() {
         insert_doc(&mut s, &json!({"color": "red", "size": 1})).unwrap(),
         json!({"color": "red", "size": 1})
     );
-    let dropped = json(&mut c, &format!("messiah_drop_field('{t}', 'clients', 'color')"));
+    let dropped = json(
+        &mut c,
+        &format!("messiah_drop_field('{t}', 'clients', 'color')"),
+    );
     assert_eq!(dropped["field_name"], json!("color"));
     assert_eq!(dropped["is_active"], json!(false));
     assert_eq!(
         rejected(&mut s, &json!({"color": "red", "size": 1})),
-        (violates(1), "\"color\" is not a defined field of clients (unknown_field)".into())
+        (
+            violates(1),
+            "\"color\" is not a defined field of clients (unknown_field)".into()
+        )
     );
     assert_eq!(
         validate(&mut c, t, &json!({"color": "red"})),
-        json!([e("color", "unknown_field", "\"color\" is not a defined field of clients")])
+        json!([e(
+            "color",
+            "unknown_field",
+            "\"color\" is not a defined field of clients"
+        )])
     );
     let listed: Vec<(String, bool)> = c
         .query(
@@ -1052,7 +1232,10 @@ fn dropped_field_becomes_unknown_and_define_reactivates_it() {
         .unwrap();
     assert_eq!(n, 1);
     // unknown field: 42704
-    let err = fails(&mut c, &format!("SELECT messiah_drop_field('{t}', 'clients', 'nope')"));
+    let err = fails(
+        &mut c,
+        &format!("SELECT messiah_drop_field('{t}', 'clients', 'nope')"),
+    );
     assert_eq!(sqlstate(&err), "42704");
     assert_eq!(
         message(&err),

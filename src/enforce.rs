@@ -19,6 +19,10 @@ use std::rc::Rc;
 
 struct Cache {
     snapshot: Rc<CompiledSnapshot>,
+    /// Set when loaded under a transaction-level snapshot (REPEATABLE READ, SERIALIZABLE):
+    /// such a read may predate a committed change whose invalidation was already processed,
+    /// so the cache is only good until that transaction (this local xid) ends.
+    only_for_lxid: Option<u32>,
     snapshot_relid: pg_sys::Oid,
     /// attribute number of custom_fields per relation
     attnums: HashMap<pg_sys::Oid, i16>,
@@ -108,8 +112,14 @@ fn load() -> Cache {
             Some("Re-push it from the admin database with messiah_define_field or messiah_reconcile.".into()),
         )
     });
+    // SAFETY: plain reads of this backend's transaction state.
+    let only_for_lxid = unsafe {
+        (pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32)
+            .then(|| (*pg_sys::MyProc).lxid)
+    };
     Cache {
         snapshot: Rc::new(compiled),
+        only_for_lxid,
         snapshot_relid: relid.unwrap_or(pg_sys::InvalidOid),
         attnums: HashMap::new(),
     }
@@ -136,7 +146,16 @@ fn accept_invalidations_once_per_statement() {
 
 fn snapshot() -> Rc<CompiledSnapshot> {
     accept_invalidations_once_per_statement();
+    // SAFETY: MyProc is this backend's PGPROC.
+    let lxid = unsafe { (*pg_sys::MyProc).lxid };
     CACHE.with(|c| {
+        let stale = c
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| c.only_for_lxid.is_some_and(|x| x != lxid));
+        if stale {
+            *c.borrow_mut() = None;
+        }
         if c.borrow().is_none() {
             let loaded = load();
             *c.borrow_mut() = Some(loaded);

@@ -742,6 +742,42 @@ fn committed_change_is_seen_by_the_next_statement_rolled_back_never() {
     teardown(&mut c, t);
 }
 
+/// A statement later in an already-open (READ COMMITTED) transaction of the tenant session
+/// also sees a definition change committed meanwhile.
+#[test]
+fn open_transaction_sees_a_committed_change_at_its_next_statement() {
+    let t = "it_f_open_a";
+    let mut c = setup("f_open", t);
+    define(
+        &mut c,
+        t,
+        "clients",
+        "'total', 'number', 'Total', validation_rules => '{\"max\": 100}'",
+    );
+    let mut s = tenant_session(t);
+    s.batch_execute("BEGIN").unwrap();
+    assert_eq!(
+        insert_doc(&mut s, &json!({"total": 50})).unwrap(),
+        json!({"total": 50})
+    );
+    define(
+        &mut c,
+        t,
+        "clients",
+        "'total', 'number', 'Total', validation_rules => '{\"max\": 10}'",
+    );
+    assert_eq!(
+        rejected(&mut s, &json!({"total": 50})),
+        (
+            violates(1),
+            "\"total\" must be <= 10, got 50 (maximum)".into()
+        )
+    );
+    s.batch_execute("ROLLBACK").unwrap();
+    drop(s);
+    teardown(&mut c, t);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. the admin database (or its server) unreachable
 
@@ -812,6 +848,72 @@ fn tenant_database_validates_while_admin_database_is_unreachable() {
     drop(s);
     drop(guard);
     let mut c = connect_retry(admin);
+    teardown(&mut c, t);
+}
+
+/// A definition change whose push into the tenant database fails (the database refuses
+/// connections) fails the admin COMMIT: the catalog keeps the old definition and version.
+#[test]
+fn failed_push_fails_the_commit_and_changes_nothing() {
+    let t = "it_f_push_a";
+    let tenant_db = "tenant_it_f_push_a";
+    let mut c = setup("f_push", t);
+    define(
+        &mut c,
+        t,
+        "clients",
+        "'total', 'number', 'Total', validation_rules => '{\"max\": 10}'",
+    );
+    let version: i64 = c
+        .query_one(
+            "SELECT fields_version FROM messiah.tenants WHERE tenant_id = $1",
+            &[&t],
+        )
+        .unwrap()
+        .get(0);
+    let guard = AllowConnections(tenant_db.into());
+    let mut pg = connect_retry("postgres");
+    pg.batch_execute(&format!(
+        "ALTER DATABASE {tenant_db} WITH ALLOW_CONNECTIONS false"
+    ))
+    .unwrap();
+    let err = fails(
+        &mut c,
+        &format!(
+            "SELECT messiah_define_field('{t}', 'clients', 'total', 'number', 'Total', validation_rules => '{{\"max\": 1}}')"
+        ),
+    );
+    drop(guard);
+    let (code, msg, detail) = parts(&err);
+    assert_eq!(code, "08001");
+    assert_eq!(
+        msg,
+        format!("tenant \"{t}\" (database \"{tenant_db}\"), installing field definitions: could not establish connection")
+    );
+    assert!(
+        detail.unwrap_or_default().ends_with(&format!(
+            "FATAL:  database \"{tenant_db}\" is not currently accepting connections"
+        )),
+        "{err:?}"
+    );
+    let (v, rules): (i64, String) = {
+        let r = c
+            .query_one(
+                "SELECT t.fields_version, d.validation_rules::text FROM messiah.tenants t \
+                 JOIN messiah.extension_field_definitions d USING (tenant_id) WHERE t.tenant_id = $1",
+                &[&t],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((v, rules.as_str()), (version, "{\"max\": 10}"));
+    let mut s = tenant_session(t);
+    assert_eq!(snapshot_version(&mut s), version);
+    assert_eq!(
+        insert_doc(&mut s, &json!({"total": 5})).unwrap(),
+        json!({"total": 5})
+    );
+    drop(s);
     teardown(&mut c, t);
 }
 
@@ -1257,4 +1359,52 @@ fn dropped_field_becomes_unknown_and_define_reactivates_it() {
     );
     drop(s);
     teardown(&mut c, t);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A session that reloads its compiled snapshot inside a REPEATABLE READ transaction sees the
+// definitions of its transaction snapshot there, and the committed ones after it ends.
+
+#[test]
+fn repeatable_read_session_does_not_keep_stale_definitions() {
+    let t = "it_f_rr_a";
+    let mut c = setup("f_rr", t);
+    define(
+        &mut c,
+        t,
+        "clients",
+        "'total', 'number', 'Total', validation_rules => '{\"max\": 100}'",
+    );
+    let mut s = tenant_session(t);
+    assert_eq!(
+        insert_doc(&mut s, &json!({"total": 50})).unwrap(),
+        json!({"total": 50})
+    );
+    s.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM public.projects")
+        .unwrap();
+    define(
+        &mut c,
+        t,
+        "clients",
+        "'total', 'number', 'Total', validation_rules => '{\"max\": 10}'",
+    );
+    // inside the old transaction the old definitions may apply
+    let _ = insert_doc(&mut s, &json!({"total": 50}));
+    s.batch_execute("COMMIT").unwrap();
+    // a new transaction of the same session must use the committed definitions
+    let result = insert_doc(&mut s, &json!({"total": 50}));
+    let stored = snapshot_version(&mut s);
+    drop(s);
+    teardown(&mut c, t);
+    let err = result.expect_err(&format!(
+        "accepted {{\"total\": 50}} after max 10 was committed (installed version {stored})"
+    ));
+    assert_eq!(
+        parts(&err),
+        (
+            "23514".into(),
+            violates(1),
+            Some("\"total\" must be <= 10, got 50 (maximum)".into())
+        )
+    );
 }

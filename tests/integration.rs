@@ -16,3 +16,5 @@ mod fields;
 mod lifecycle;
 #[path = "integration/reconcile.rs"]
 mod reconcile;
+#[path = "integration/security.rs"]
+mod security;

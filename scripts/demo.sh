@@ -98,31 +98,12 @@ PY
     echo "cached as $FIXTURE"
 fi
 
-# --- 2. what messiah offers -----------------------------------------------------------
-has_fn() { [ "$(val -c "SELECT count(*) FROM pg_proc WHERE proname = '$1'")" != 0 ]; }
-HAS_DEFINE=0 HAS_VALIDATE=0 transform_flags=()
-has_fn messiah_define_field && HAS_DEFINE=1
-has_fn messiah_validate_custom_fields && HAS_VALIDATE=1
-if [ "$HAS_DEFINE" = 1 ]; then
-    SETTINGS='{}'
-    [ "$(val -c "SELECT count(*) FROM pg_proc WHERE proname = 'messiah_define_field'
-                   AND 'is_required' = ANY (proargnames)")" != 0 ] && transform_flags+=(--with-is-required)
-else
-    SETTINGS='{"unknown_custom_fields": "allow"}'
-    cat <<'MSG'
-
-  NOTE: messiah_define_field() does not exist in this build yet (it would fail with 42883).
-        The tenants are created with settings {"unknown_custom_fields": "allow"} so the import
-        still works; field definitions and the bad-rows demo are skipped.
-MSG
-fi
-
 # --- 3. transform -------------------------------------------------------------------
 section "Transform (scripts/demo/transform.py)"
 T0=$(now)
 OUT=$WORK/run
 rm -rf "$OUT"
-python3 "$HERE/transform.py" "$FIXTURE" "$OUT" "${transform_flags[@]}"
+python3 "$HERE/transform.py" "$FIXTURE" "$OUT"
 read -r SRC_CUSTOMERS SRC_INVOICES SRC_LINES SRC_ACCENTED <"$OUT/source_totals.tsv"
 echo "source: $SRC_CUSTOMERS customers, $SRC_INVOICES invoices, $SRC_LINES invoice lines"
 mapfile -t TENANTS <"$OUT/tenant_ids.txt"
@@ -139,21 +120,17 @@ leftover=$(val -c "SELECT string_agg(datname, ', ') FROM pg_database
 echo "no demo tenant left"
 
 # --- 5. tenants, fields, import ---------------------------------------------------------
-section "Create tenants (settings => '$SETTINGS')"
+section "Create tenants"
 T2=$(now)
-q -At -v settings="$SETTINGS" -f "$OUT/create_tenants.sql"
+q -At -v settings='{}' -f "$OUT/create_tenants.sql"
 T3=$(now)
 
 section "Define custom fields"
-if [ "$HAS_DEFINE" = 1 ]; then
-    echo "for each tenant (rules checked against every source row first):"
-    cat "$OUT/fields.txt"
-    n=$(grep -c '^SELECT messiah_define_field' "$OUT/define_fields.sql")
-    q -o /dev/null -f "$OUT/define_fields.sql" || die "messiah_define_field failed (error above)"
-    echo "$n messiah_define_field calls ($(( n / ${#TENANTS[@]} )) per tenant)"
-else
-    echo "skipped: messiah_define_field() does not exist yet (42883)"
-fi
+echo "for each tenant (rules checked against every source row first):"
+cat "$OUT/fields.txt"
+n=$(grep -c '^SELECT messiah_define_field' "$OUT/define_fields.sql")
+q -o /dev/null -f "$OUT/define_fields.sql" || die "messiah_define_field failed (error above)"
+echo "$n messiah_define_field calls ($(( n / ${#TENANTS[@]} )) per tenant)"
 T4=$(now)
 
 section "Import"
@@ -227,37 +204,29 @@ echo "rollback left no database and no catalog row"
 
 # --- 8. bad rows ----------------------------------------------------------------------
 section "Bad rows"
-if [ "$HAS_DEFINE" = 1 ]; then
-    tid=${TENANTS[0]}
-    echo "writes into tenant_$tid that break its field definitions (VERBOSITY verbose, LOCATION lines removed):"
-    before=$(val -d "tenant_$tid" -c "SELECT md5(string_agg(custom_fields::text, '' ORDER BY id)) FROM projects")
-    out=$(psql -X -q -e -d "tenant_$tid" -v VERBOSITY=verbose -f "$HERE/bad_rows.sql" 2>&1 || true)
-    printf '%s\n' "$out" | grep -v '^LOCATION:' | sed -e 's/^psql:[^ ]* ERROR:/ERROR:/' -e 's/^/  /'
-    after=$(val -d "tenant_$tid" -c "SELECT md5(string_agg(custom_fields::text, '' ORDER BY id)) FROM projects")
-    rejected=$(printf '%s\n' "$out" | grep -c 'ERROR:  23514:' || true)
-    expected=$(grep -c '^ROLLBACK;' "$HERE/bad_rows.sql")
-    [ "$before" = "$after" ] || die "the bad writes changed tenant_$tid"
-    [ "$rejected" = "$expected" ] || die "$rejected of $expected bad writes were rejected with 23514"
-    echo "all $expected bad writes were rejected with SQLSTATE 23514"
-else
-    echo "skipped: messiah_define_field() does not exist yet"
-fi
-if [ "$HAS_VALIDATE" = 1 ]; then
-    section "messiah_validate_custom_fields (the same checks as data, for UIs)"
-    bad_json='{"total": -5, "invoice_date": "2013-02-30", "billing_country": "Atlantis", "colour": "red"}'
-    echo "  custom_fields => '$bad_json'"
-    printf '%s\n' "SELECT messiah_validate_custom_fields(tenant_id => '${TENANTS[0]}',
-          entity_table => 'projects', custom_fields => :'bad')" | val -v bad="$bad_json" |
-        python3 -c 'import json, sys
+tid=${TENANTS[0]}
+echo "writes into tenant_$tid that break its field definitions (VERBOSITY verbose, LOCATION lines removed):"
+before=$(val -d "tenant_$tid" -c "SELECT md5(string_agg(custom_fields::text, '' ORDER BY id)) FROM projects")
+out=$(psql -X -q -e -d "tenant_$tid" -v VERBOSITY=verbose -f "$HERE/bad_rows.sql" 2>&1 || true)
+printf '%s\n' "$out" | grep -v '^LOCATION:' | sed -e 's/^psql:[^ ]* ERROR:/ERROR:/' -e 's/^/  /'
+after=$(val -d "tenant_$tid" -c "SELECT md5(string_agg(custom_fields::text, '' ORDER BY id)) FROM projects")
+rejected=$(printf '%s\n' "$out" | grep -c 'ERROR:  23514:' || true)
+expected=$(grep -c '^ROLLBACK;' "$HERE/bad_rows.sql")
+[ "$before" = "$after" ] || die "the bad writes changed tenant_$tid"
+[ "$rejected" = "$expected" ] || die "$rejected of $expected bad writes were rejected with 23514"
+echo "all $expected bad writes were rejected with SQLSTATE 23514"
+section "messiah_validate_custom_fields (the same checks as data, for UIs)"
+bad_json='{"total": -5, "invoice_date": "2013-02-30", "billing_country": "Atlantis", "colour": "red"}'
+echo "  custom_fields => '$bad_json'"
+printf '%s\n' "SELECT messiah_validate_custom_fields(tenant_id => '${TENANTS[0]}',
+      entity_table => 'projects', custom_fields => :'bad')" | val -v bad="$bad_json" |
+    python3 -c 'import json, sys
 t = sys.stdin.read()
 try:
-    errors = json.loads(t)
-    print("[" + ",\n ".join(json.dumps(e, ensure_ascii=False) for e in errors) + "]")
+errors = json.loads(t)
+print("[" + ",\n ".join(json.dumps(e, ensure_ascii=False) for e in errors) + "]")
 except ValueError:
-    print(t)' | sed 's/^/  /'
-elif [ "$HAS_DEFINE" = 1 ]; then
-    echo "(messiah_validate_custom_fields() does not exist yet)"
-fi
+print(t)' | sed 's/^/  /'
 
 section "Done"
 echo "tenants: ${TENANTS[*]} (psql -d tenant_<id>; drop with SELECT messiah_drop_tenant('<id>'))"

@@ -171,20 +171,47 @@ pub fn database_exists(dbl: &Dblink, server: &Server, datname: &str) -> bool {
 
 /// Makes sure the server has the template database (messiah extension and tenant schema),
 /// building it once if not. The build is autonomous: it survives the calling transaction,
-/// which is what a cache should do. Concurrent builders serialize on an advisory lock.
+/// which is what a cache should do.
+///
+/// Builders on any admin database of any cluster may race (advisory locks are per database,
+/// so they cannot serialize them): each builds under its own name,
+/// `<template>_b<pid of its server-side connection>`, then renames it to the template name;
+/// the first rename wins, the others drop their copy. A copy left by a builder that died (its
+/// server-side connection is gone) is dropped by the next builder.
 pub fn ensure_template(dbl: &Dblink, server: &Server) -> String {
     let tpl = template_name();
     if database_exists(dbl, server, &tpl) {
         return tpl;
     }
-    advisory_lock(&format!("messiah:template:{tpl}"));
-    if database_exists(dbl, server, &tpl) {
-        return tpl;
-    }
     let maint = server.maintenance();
     let conn = dbl.connection(&maint);
-    let build = format!("{tpl}_build");
-    // A build interrupted earlier leaves its scratch database behind; start over.
+    let leftovers = dbl.query(
+        &conn,
+        &format!(
+            "SELECT datname::text FROM pg_catalog.pg_database d WHERE datname LIKE {} \
+             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a \
+                             WHERE a.pid::text = substring(d.datname from '_b([0-9]+)$'))",
+            quote_literal(&format!("{tpl}\\_b%"))
+        ),
+        1,
+    );
+    for l in leftovers
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+    {
+        dbl.exec(
+            &conn,
+            &maint,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&l)),
+        );
+    }
+    let pid = dbl
+        .query(&conn, "SELECT pg_catalog.pg_backend_pid()::text", 1)
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten())
+        .unwrap_or_default();
+    let build = format!("{tpl}_b{pid}");
     dbl.exec(
         &conn,
         &maint,
@@ -202,8 +229,8 @@ pub fn ensure_template(dbl: &Dblink, server: &Server) -> String {
         "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS messiah CASCADE; {TENANT_SCHEMA_SQL}"
     );
     dbl.exec_once(&server.database(&build), &setup);
-    // The build connection's backend may still be exiting; RENAME waits up to 5 s for it.
-    dbl.exec(
+    // The setup connection's backend may still be exiting; RENAME waits up to 5 s for it.
+    let renamed = dbl.exec_may_fail(
         &conn,
         &maint,
         &format!(
@@ -212,15 +239,38 @@ pub fn ensure_template(dbl: &Dblink, server: &Server) -> String {
             quote_ident(&tpl)
         ),
     );
-    // Nobody may connect to a template: a connected session would make CREATE DATABASE fail.
-    dbl.exec(
-        &conn,
-        &maint,
-        &format!(
-            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true",
-            quote_ident(&tpl)
-        ),
-    );
+    match renamed {
+        Ok(()) => {
+            // Nobody may connect to a template: a connected session would make CREATE
+            // DATABASE ... TEMPLATE fail.
+            dbl.exec(
+                &conn,
+                &maint,
+                &format!(
+                    "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true",
+                    quote_ident(&tpl)
+                ),
+            );
+        }
+        Err(why) => {
+            dbl.exec(
+                &conn,
+                &maint,
+                &format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&build)
+                ),
+            );
+            if !database_exists(dbl, server, &tpl) {
+                raise(
+                    Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("could not install the template database \"{tpl}\""),
+                    Some(why),
+                    None,
+                );
+            }
+        }
+    }
     tpl
 }
 

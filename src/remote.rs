@@ -89,6 +89,21 @@ impl Dblink {
     /// SQLSTATE, message, DETAIL and HINT. A connection found broken when sending is
     /// reconnected once with `conninfo`.
     pub fn exec(&self, name: &str, conninfo: &str, sql: &str) {
+        self.send_and_wait(name, conninfo, sql);
+        Spi::run_with_args(
+            &format!(
+                "SELECT * FROM {}($1, true) AS t(status text)",
+                self.f("dblink_get_result")
+            ),
+            &[name.into()],
+        )
+        .or_raise("reading a dblink result");
+        self.drain(name);
+    }
+
+    /// Sends `sql` on the named connection (reconnecting once if the connection is broken)
+    /// and waits until its result is ready.
+    fn send_and_wait(&self, name: &str, conninfo: &str, sql: &str) {
         // A command that failed earlier may have left its final result unread.
         self.drain(name);
         let send = format!("SELECT {}($1, $2)", self.f("dblink_send_query"));
@@ -120,15 +135,31 @@ impl Dblink {
             pause(pause_us);
             pause_us = (pause_us * 2).min(1000);
         }
-        Spi::run_with_args(
+    }
+
+    /// Like [`Dblink::exec`], but a remote error comes back as `Err(message)` instead of being
+    /// raised (dblink reports it as a NOTICE), for commands whose failure is an expected outcome.
+    pub fn exec_may_fail(&self, name: &str, conninfo: &str, sql: &str) -> Result<(), String> {
+        self.send_and_wait(name, conninfo, sql);
+        crate::spi::text_rows(
             &format!(
-                "SELECT * FROM {}($1, true) AS t(status text)",
+                "SELECT * FROM {}($1, false) AS t(status text)",
                 self.f("dblink_get_result")
             ),
             &[name.into()],
+            1,
+        );
+        let message = crate::spi::one::<String>(
+            &format!("SELECT {}($1)", self.f("dblink_error_message")),
+            &[name.into()],
         )
-        .or_raise("reading a dblink result");
+        .unwrap_or_default();
         self.drain(name);
+        if message == "OK" || message.is_empty() {
+            Ok(())
+        } else {
+            Err(message)
+        }
     }
 
     fn drain(&self, name: &str) {

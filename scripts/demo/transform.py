@@ -11,7 +11,7 @@ custom_fields keys are the source columns in snake_case; numbers stay exact JSON
 (decimal text of the source, never a float round trip), dates are YYYY-MM-DD, nulls are
 omitted.
 
-Usage: transform.py FIXTURE OUT_DIR [--with-is-required]
+Usage: transform.py FIXTURE OUT_DIR
 Writes into OUT_DIR:
   manifest.tsv          tenant_id, name, slug, contact_email, contact_name, clients, projects,
                         activities, accented client names, md5 of the sorted client names,
@@ -146,10 +146,9 @@ def lit(v):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    with_is_required = "--with-is-required" in sys.argv[1:]
+    args = sys.argv[1:]
     if len(args) != 2:
-        die("usage: transform.py FIXTURE OUT_DIR [--with-is-required]")
+        die("usage: transform.py FIXTURE OUT_DIR")
     fixture, out = args
     with open(fixture, encoding="utf-8") as f:
         rows = json.load(f, parse_float=Decimal)
@@ -314,7 +313,7 @@ def main():
                 "-- imported must be defined). One call per field.\n")
         for t in tenants:
             for table, key, ftype, rules, required in fields:
-                extra = f", is_required => {'true' if required else 'false'}" if with_is_required else ""
+                extra = f", is_required => {'true' if required else 'false'}"
                 name = display.get(key, key.replace("_", " ").capitalize())
                 f.write(f"SELECT messiah_define_field(tenant_id => {lit(t['tenant_id'])}, "
                         f"entity_table => {lit(table)}, field_name => {lit(key)}, "

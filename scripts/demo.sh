@@ -223,10 +223,10 @@ printf '%s\n' "SELECT messiah_validate_custom_fields(tenant_id => '${TENANTS[0]}
     python3 -c 'import json, sys
 t = sys.stdin.read()
 try:
-errors = json.loads(t)
-print("[" + ",\n ".join(json.dumps(e, ensure_ascii=False) for e in errors) + "]")
+    errors = json.loads(t)
+    print("[" + ",\n ".join(json.dumps(e, ensure_ascii=False) for e in errors) + "]")
 except ValueError:
-print(t)' | sed 's/^/  /'
+    print(t)' | sed 's/^/  /'
 
 section "Done"
 echo "tenants: ${TENANTS[*]} (psql -d tenant_<id>; drop with SELECT messiah_drop_tenant('<id>'))"

@@ -20,8 +20,8 @@ echo "== provisioning: $N tenants =="
 psql_ -c "SELECT messiah_create_tenant('bench_warm', 'warm', 'bench-warm')" >/dev/null
 TPL=$(psql_ -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'messiah\_template\_%' AND datistemplate")
 tmp=$(mktemp -d)
-# Interleaved, so that the three see the same cluster state (CREATE DATABASE time drifts as
-# the cluster fills and checkpoints). One session: messiah's dblink connection is reused, as
+# messiah and the bare CREATE DATABASE interleaved, so that both see the same cluster state
+# (CREATE DATABASE time drifts as the cluster fills and checkpoints). One session: messiah's dblink connection is reused, as
 # in an application's connection pool.
 {
     echo '\timing on'
@@ -30,12 +30,56 @@ tmp=$(mktemp -d)
         echo "SELECT 1 FROM messiah_create_tenant('bench_$i', 'Bench $i', 'bench-$i');"
         echo '\echo bare_wal'
         echo "CREATE DATABASE bare_wal_$i TEMPLATE $TPL STRATEGY WAL_LOG;"
+    done
+    # FILE_COPY checkpoints twice per database, which slows whatever runs next: measured
+    # after the others, not interleaved with them.
+    for i in $(seq 1 "$N"); do
         echo '\echo bare_copy'
         echo "CREATE DATABASE bare_copy_$i TEMPLATE $TPL STRATEGY FILE_COPY;"
     done
 } >"$tmp/create.sql"
 psql_ -f "$tmp/create.sql" | awk '/^(create|bare_wal|bare_copy)$/ {t=$1} /^Time: .* ms/ && t != "" {print $2 > ("'"$tmp"'/" t ".t"); t=""}'
+base50=$(pct 0.5 <"$tmp/bare_wal.t")
+printf "%-46s %9s %9s %12s\n" "" "p50 ms" "p95 ms" "p50 ratio"
+for k in bare_wal bare_copy create; do
+    case $k in
+        bare_wal) label="CREATE DATABASE ... STRATEGY WAL_LOG (baseline)";;
+        bare_copy) label="CREATE DATABASE ... STRATEGY FILE_COPY";;
+        create) label="messiah_create_tenant (WAL_LOG, at COMMIT)";;
+    esac
+    p50=$(pct 0.5 <"$tmp/$k.t"); p95=$(pct 0.95 <"$tmp/$k.t")
+    printf "%-46s %9s %9s %11.2fx\n" "$label" "$p50" "$p95" "$(echo "$p50 / $base50" | bc -l)"
+done
 for i in $(seq 1 "$N"); do echo "DROP DATABASE bare_wal_$i; DROP DATABASE bare_copy_$i;"; done | psql_ >/dev/null
+
+# A cluster in use has dirty buffers; FILE_COPY checkpoints them (twice) on every CREATE
+# DATABASE, WAL_LOG does not. Same clones with 16 MB of table updates before each one.
+D=${BENCH_DIRTY_TENANTS:-20}
+psql_ -c "CREATE TABLE bench_filler AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 60000) g" >/dev/null
+{
+    echo '\timing on'
+    for i in $(seq 1 "$D"); do
+        echo "UPDATE bench_filler SET pad = pad;"
+        echo '\echo dirty_wal'
+        echo "CREATE DATABASE dirty_wal_$i TEMPLATE $TPL STRATEGY WAL_LOG;"
+        echo "UPDATE bench_filler SET pad = pad;"
+        echo '\echo dirty_copy'
+        echo "CREATE DATABASE dirty_copy_$i TEMPLATE $TPL STRATEGY FILE_COPY;"
+    done
+} >"$tmp/dirty.sql"
+psql_ -f "$tmp/dirty.sql" | awk '/^(dirty_wal|dirty_copy)$/ {t=$1} /^Time: .* ms/ && t != "" {print $2 > ("'"$tmp"'/" t ".t"); t=""}'
+dbase=$(pct 0.5 <"$tmp/dirty_wal.t")
+echo "with 16 MB of table updates before each clone ($D each, interleaved):"
+for k in dirty_wal dirty_copy; do
+    case $k in
+        dirty_wal) label="  CREATE DATABASE ... STRATEGY WAL_LOG";;
+        dirty_copy) label="  CREATE DATABASE ... STRATEGY FILE_COPY";;
+    esac
+    p50=$(pct 0.5 <"$tmp/$k.t"); p95=$(pct 0.95 <"$tmp/$k.t")
+    printf "%-46s %9s %9s %11.2fx\n" "$label" "$p50" "$p95" "$(echo "$p50 / $dbase" | bc -l)"
+done
+for i in $(seq 1 "$D"); do echo "DROP DATABASE dirty_wal_$i; DROP DATABASE dirty_copy_$i;"; done | psql_ >/dev/null
+psql_ -c "DROP TABLE bench_filler" >/dev/null
 
 echo
 echo "== $ROWS inserts into clients with five validated custom fields (median of $REPS) =="

@@ -21,7 +21,22 @@ fn invalid(message: String, detail: Option<String>, hint: Option<String>) -> ! {
     raise(Code::ERRCODE_INVALID_PARAMETER_VALUE, message, detail, hint)
 }
 
-fn required<'a>(what: &str, v: Option<&'a str>) -> &'a str {
+/// The value of an argument that has a non-NULL default; 22004 when NULL is passed explicitly.
+pub(crate) fn not_null<T>(what: &str, v: Option<T>) -> T {
+    match v {
+        Some(v) => v,
+        None => raise(
+            Code::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("{what} must not be null"),
+            None,
+            Some("Omit the argument to use its default.".into()),
+        ),
+    }
+}
+
+/// The value of a required argument; 22004 when it is NULL (the functions are not STRICT, so a
+/// NULL argument is an error rather than a silent NULL result).
+pub(crate) fn required<'a>(what: &str, v: Option<&'a str>) -> &'a str {
     match v {
         Some(s) => s,
         None => raise(
@@ -320,10 +335,12 @@ fn messiah_get_tenant(tenant_id: Option<&str>) -> JsonB {
 #[search_path(pg_catalog, pg_temp)]
 fn messiah_list_tenants(
     status: default!(Option<&str>, "NULL"),
-    offset: default!(i64, 0),
-    limit: default!(i64, 100),
+    offset: default!(Option<i64>, 0),
+    limit: default!(Option<i64>, 100),
 ) -> SetOfIterator<'static, JsonB> {
     let status = status.map(|s| status_arg(Some(s)));
+    let offset = not_null("offset", offset);
+    let limit = not_null("limit", limit);
     if offset < 0 {
         invalid(format!("offset must be >= 0, got {offset}"), None, None);
     }
@@ -482,8 +499,12 @@ fn messiah_set_tenant_status(tenant_id: Option<&str>, status: Option<&str>) -> J
 /// Returns `{"tenant_id", "database", "database_kept"}`. Errors: 42704 no such tenant.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn messiah_drop_tenant(tenant_id: Option<&str>, keep_database: default!(bool, false)) -> JsonB {
+fn messiah_drop_tenant(
+    tenant_id: Option<&str>,
+    keep_database: default!(Option<bool>, false),
+) -> JsonB {
     let id = tenant_id_arg(tenant_id);
+    let keep_database = not_null("keep_database", keep_database);
     let datname = crate::spi::one::<String>(
         "DELETE FROM messiah.tenants WHERE tenant_id = $1 RETURNING database_name",
         &[id.as_str().into()],

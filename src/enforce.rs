@@ -518,7 +518,8 @@ fn check_rows(entity_table: &str, snapshot: JsonB, sample_size: i32) -> JsonB {
 /// returns the errors as a jsonb array of `{"field", "code", "message"}` (empty: valid), with
 /// INSERT semantics. The tenant-side twin of `messiah_validate_custom_fields`.
 #[pg_extern(schema = "messiah", stable, parallel_safe)]
-fn validate_local(entity_table: &str, custom_fields: Option<JsonB>) -> JsonB {
+fn validate_local(entity_table: Option<&str>, custom_fields: Option<JsonB>) -> JsonB {
+    let entity_table = crate::api::required("entity_table", entity_table);
     let snap = snapshot();
     let Some(entity) = snap.entity(entity_table) else {
         raise(

@@ -2,6 +2,7 @@
 //! checked when written; the validation engine's SQL faces; the snapshot push into tenant
 //! databases at COMMIT.
 
+use crate::api::{not_null, required};
 use crate::err::{raise, Code, SpiExt};
 use crate::fields::{self, CompiledSnapshot, FieldSpec};
 use crate::ident::{quote_literal, TenantId, TENANT_ID_RULE};
@@ -95,21 +96,31 @@ fn bump_version(tenant_id: &TenantId) {
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn messiah_define_field(
-    tenant_id: &str,
-    entity_table: &str,
-    field_name: &str,
-    field_type: &str,
-    display_name: &str,
+    tenant_id: Option<&str>,
+    entity_table: Option<&str>,
+    field_name: Option<&str>,
+    field_type: Option<&str>,
+    display_name: Option<&str>,
     description: default!(Option<&str>, "NULL"),
-    is_required: default!(bool, false),
-    is_searchable: default!(bool, true),
-    is_filterable: default!(bool, true),
-    is_sortable: default!(bool, false),
+    is_required: default!(Option<bool>, false),
+    is_searchable: default!(Option<bool>, true),
+    is_filterable: default!(Option<bool>, true),
+    is_sortable: default!(Option<bool>, false),
     default_value: default!(Option<&str>, "NULL"),
-    validation_rules: default!(JsonB, "'{}'"),
-    ui_config: default!(JsonB, "'{}'"),
+    validation_rules: default!(Option<JsonB>, "'{}'"),
+    ui_config: default!(Option<JsonB>, "'{}'"),
 ) -> JsonB {
-    let id = tenant(tenant_id);
+    let is_required = not_null("is_required", is_required);
+    let is_searchable = not_null("is_searchable", is_searchable);
+    let is_filterable = not_null("is_filterable", is_filterable);
+    let is_sortable = not_null("is_sortable", is_sortable);
+    let validation_rules = not_null("validation_rules", validation_rules);
+    let ui_config = not_null("ui_config", ui_config);
+    let id = tenant(required("tenant_id", tenant_id));
+    let entity_table = required("entity_table", entity_table);
+    let field_name = required("field_name", field_name);
+    let field_type = required("field_type", field_type);
+    let display_name = required("display_name", display_name);
     entity(entity_table);
     if display_name.trim().is_empty() {
         invalid(
@@ -178,8 +189,14 @@ fn messiah_define_field(
 /// the key as unknown (tenant policy). Returns the definition. Errors: 42704 no such field.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn messiah_drop_field(tenant_id: &str, entity_table: &str, field_name: &str) -> JsonB {
-    let id = tenant(tenant_id);
+fn messiah_drop_field(
+    tenant_id: Option<&str>,
+    entity_table: Option<&str>,
+    field_name: Option<&str>,
+) -> JsonB {
+    let id = tenant(required("tenant_id", tenant_id));
+    let entity_table = required("entity_table", entity_table);
+    let field_name = required("field_name", field_name);
     entity(entity_table);
     let row = one::<JsonB>(
         "UPDATE messiah.extension_field_definitions AS d SET is_active = false \
@@ -250,8 +267,21 @@ fn messiah_validate_custom_fields(
 /// 22023; 42704.
 #[pg_extern(security_definer, stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
-fn messiah_apply_fields(tenant_id: &str, entity_table: &str, data: JsonB) -> JsonB {
-    let id = tenant(tenant_id);
+fn messiah_apply_fields(
+    tenant_id: Option<&str>,
+    entity_table: Option<&str>,
+    data: Option<JsonB>,
+) -> JsonB {
+    let id = tenant(required("tenant_id", tenant_id));
+    let entity_table = required("entity_table", entity_table);
+    let Some(data) = data else {
+        raise(
+            Code::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "data must not be null",
+            None,
+            None,
+        )
+    };
     entity(entity_table);
     let snap = compiled(&id);
     let Some(e) = snap.entity(entity_table) else {
@@ -288,8 +318,9 @@ fn tenant_database(id: &TenantId) -> (String, String) {
 /// samples). Errors: 22023, 42704, and connection errors (08xxx) naming the tenant database.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn messiah_check_existing(tenant_id: &str, entity_table: &str) -> JsonB {
-    let id = tenant(tenant_id);
+fn messiah_check_existing(tenant_id: Option<&str>, entity_table: Option<&str>) -> JsonB {
+    let id = tenant(required("tenant_id", tenant_id));
+    let entity_table = required("entity_table", entity_table);
     entity(entity_table);
     let snap = one::<JsonB>(
         "SELECT messiah.field_snapshot_json($1)",

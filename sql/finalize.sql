@@ -63,6 +63,35 @@ CREATE CONSTRAINT TRIGGER tenants_push_fields AFTER UPDATE OF fields_version ON 
     WHEN (NEW.fields_version IS DISTINCT FROM OLD.fields_version)
     EXECUTE FUNCTION messiah.tenants_push_fields();
 
+COMMENT ON FUNCTION @extschema@.messiah_define_field(text, text, text, text, text, text, boolean, boolean, boolean, boolean, text, jsonb, jsonb) IS
+$$Creates or updates (and reactivates) a custom-field definition; returns it as jsonb. Args: tenant_id, entity_table (clients|projects|activities), field_name (^[a-z][a-z0-9_]*$, <= 40 bytes, not a base column), field_type (text|number|boolean|date|json|select), display_name, description, is_required, is_searchable, is_filterable/is_sortable (keep an expression index on custom_fields -> field_name in the tenant database), default_value (text parsed as the type, must pass the rules), validation_rules (jsonb object; text: minLength, maxLength in code points, pattern (regex crate, unanchored), format email|uri|uuid; number: min, max, integer; date: min, max; json: schema (JSON Schema); select: options, multiple), ui_config (jsonb object). Enforced in the tenant database from the COMMIT on. Errors: 22023 naming the field, 22004 null, 42704 no such tenant. Source: original design extension_field_definitions; DESIGN.md decisions 5-6.$$;
+COMMENT ON FUNCTION @extschema@.messiah_drop_field(text, text, text) IS
+$$Deactivates a field definition (is_active = false; its index in the tenant database is dropped); stored values stay, new writes treat the key as unknown. Returns the definition. Errors: 22023, 22004, 42704 no such tenant or field.$$;
+COMMENT ON FUNCTION @extschema@.messiah_list_fields(text, text) IS
+$$A tenant's field definitions (active and inactive) as jsonb rows ordered by entity_table, field_name; entity_table null for all. Errors: 22023, 22004, 42704.$$;
+COMMENT ON FUNCTION @extschema@.messiah_validate_custom_fields(text, text, jsonb) IS
+$$Validates a custom_fields document against the tenant's active definitions of entity_table as an INSERT would; returns a jsonb array of {"field","code","message"} (empty: valid). Codes: not_object, required, type, min_length, max_length, pattern, format, minimum, maximum, integer, date, schema, option, duplicate, unknown_field. Errors: 22023, 22004, 42704.$$;
+COMMENT ON FUNCTION @extschema@.messiah_apply_fields(text, text, jsonb) IS
+$$The original design's applyFields: moves the keys of a flat record that are defined fields into custom_fields, keeps base columns, applies the unknown-field policy and defaults, validates; returns the record ready to insert. Errors: 23514 with every failing field in DETAIL, 22023, 22004, 42704.$$;
+COMMENT ON FUNCTION @extschema@.messiah_check_existing(text, text) IS
+$$Checks the rows of the tenant's entity_table against the definitions as the calling transaction sees them (so a tightening can be planned inside a transaction that is then rolled back). Returns {"entity_table","checked","violations","sample":[{"id","errors"}]} (at most 10 samples). Errors: 22023, 22004, 42704, 08xxx naming the tenant database.$$;
+COMMENT ON FUNCTION messiah.create_tenant_database(text, text, text) IS
+$$Internal (deferred trigger at COMMIT, reconcile): journals, then CREATE DATABASE from the template and marks it with a comment naming its tenant and admin database. 42P04 if it exists.$$;
+COMMENT ON FUNCTION messiah.drop_tenant_database(text, text) IS
+$$Internal (deferred trigger at COMMIT): drops a deleted tenant's database WITH (FORCE) if it carries this admin database's marker; returns whether it dropped.$$;
+COMMENT ON FUNCTION messiah.push_field_snapshot(text) IS
+$$Internal (deferred trigger at COMMIT): installs the tenant's current definition snapshot in its database over dblink; a failure fails the COMMIT.$$;
+COMMENT ON FUNCTION messiah.install_field_snapshot(text, bigint, jsonb) IS
+$$Tenant side: replaces this database's copy of the definitions with a newer version (older or equal versions are ignored, returns false), keeps the field indexes, and invalidates every session's compiled copy at COMMIT. Errors: 22023 if the snapshot does not compile.$$;
+COMMENT ON FUNCTION messiah.check_rows(text, jsonb, integer) IS
+$$Tenant side: checks every row of entity_table against a definition snapshot; returns {"entity_table","checked","violations","sample"} with at most sample_size samples.$$;
+COMMENT ON FUNCTION messiah.validate_local(text, jsonb) IS
+$$Tenant side: validates custom_fields of entity_table against this database's installed copy (INSERT semantics); returns the jsonb array of errors.$$;
+COMMENT ON FUNCTION messiah.tenants_provision() IS
+$$Deferred constraint trigger on messiah.tenants: creates an inserted tenant's database and drops a deleted tenant's database at COMMIT (DESIGN.md decision 3).$$;
+COMMENT ON FUNCTION messiah.tenants_push_fields() IS
+$$Deferred constraint trigger on messiah.tenants.fields_version: pushes the definition snapshot into the tenant database at COMMIT (DESIGN.md decision 5).$$;
+
 -- Last, so that it covers every function above. DESIGN.md decision 8: management functions are not executable by PUBLIC. Grant them to the
 -- roles that administer tenants (e.g. GRANT EXECUTE ON FUNCTION messiah_create_tenant TO
 -- service_role).

@@ -287,6 +287,13 @@ fn messiah_create_tenant(
         );
     }
 
+    // A database kept by an earlier drop of this id and since dropped by hand leaves a stale
+    // record; a new tenant of that name owns its database again.
+    Spi::run_with_args(
+        "DELETE FROM messiah.detached_databases WHERE database_name = $1",
+        &[datname.as_str().into()],
+    )
+    .or_raise("forgetting a stale detached database");
     let dbl = dblink();
     if provision::database_exists(&dbl, &server, &datname) {
         raise(
@@ -563,11 +570,18 @@ mod messiah {
         provision::create_database(tenant_id, database_name, server_conninfo);
     }
 
-    /// Internal, called at COMMIT by the deferred trigger on DELETE from `messiah.tenants`.
+    /// Internal, called at COMMIT by the deferred trigger on DELETE from `messiah.tenants`:
+    /// schedules the drop for the very end of the commit (XACT_EVENT_PRE_COMMIT, after every
+    /// deferred trigger, including user-defined ones, has run), since a DROP DATABASE cannot be
+    /// undone if something later failed the COMMIT. Returns true (scheduled).
     #[pg_extern(security_definer, volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]
     fn drop_tenant_database(database_name: &str, server_conninfo: &str) -> bool {
-        provision::drop_tenant_database(database_name, server_conninfo)
+        let (db, conninfo) = (database_name.to_string(), server_conninfo.to_string());
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::PreCommit, move || {
+            provision::drop_tenant_database(&db, &conninfo);
+        });
+        true
     }
 
     /// Drops databases whose creating transaction aborted (provisioning journal) and returns

@@ -9,7 +9,7 @@
 //! `custom_fields` in its binary form, validate, return the original tuple.
 
 use crate::err::{raise, Code, SpiExt};
-use crate::fields::{self, CompiledSnapshot, JsonView, Operation};
+use crate::fields::{self, CompiledSnapshot, Operation};
 use crate::jsonb::Jb;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -226,6 +226,16 @@ unsafe fn same_varlena(a: pg_sys::Datum, b: pg_sys::Datum) -> bool {
             == std::slice::from_raw_parts(pb as *const u8, lb)
 }
 
+/// Postgres' own jsonb operators (`||` and `- text[]`), as raw fmgr entry points for
+/// DirectFunctionCall (pgrx wraps its bindings in Rust functions, which fmgr cannot call).
+mod fmgr {
+    use pgrx::pg_sys::{Datum, FunctionCallInfo};
+    extern "C-unwind" {
+        pub fn jsonb_concat(fcinfo: FunctionCallInfo) -> Datum;
+        pub fn jsonb_delete_array(fcinfo: FunctionCallInfo) -> Datum;
+    }
+}
+
 /// pgrx's V1 calling-convention marker for [`messiah_enforce_custom_fields`].
 #[no_mangle]
 pub extern "C" fn pg_finfo_messiah_enforce_custom_fields() -> &'static pg_sys::Pg_finfo_record {
@@ -338,22 +348,43 @@ pub unsafe extern "C-unwind" fn messiah_enforce_custom_fields(
     if outcome.is_unchanged() {
         return pg_sys::Datum::from(tuple);
     }
-    // Slow path (defaults to add or keys to strip): rewrite custom_fields.
-    let mut obj = match doc.map(|d| d.to_serde()) {
-        Some(Ok(serde_json::Value::Object(m))) => m,
-        _ => serde_json::Map::new(),
+    // Slow path (defaults to add or keys to strip): rewrite custom_fields with Postgres' own
+    // jsonb operators, so the document is never converted to text (which would be lossy for
+    // documents nested deeper than a JSON parser's recursion limit).
+    let mut value = match jsonb {
+        Some(p) => pg_sys::Datum::from(p),
+        None => pg_sys::Datum::from(0usize),
     };
-    for k in &outcome.strip_keys {
-        obj.remove(k);
-    }
     if outcome.add_defaults {
-        compiled.apply_defaults(&mut obj);
+        // `defaults || document`: keys present in the document win, missing ones get defaults.
+        let defaults = JsonB(serde_json::Value::Object(compiled.defaults_object()))
+            .into_datum()
+            .unwrap_or_else(|| crate::err::internal("building defaults", "no datum"));
+        value = if jsonb.is_none() {
+            defaults
+        } else {
+            pg_sys::DirectFunctionCall2Coll(
+                Some(fmgr::jsonb_concat),
+                pg_sys::InvalidOid,
+                defaults,
+                value,
+            )
+        };
     }
-    let new_datum = JsonB(serde_json::Value::Object(obj))
-        .into_datum()
-        .unwrap_or_else(|| crate::err::internal("building custom_fields", "no datum"));
+    if !outcome.strip_keys.is_empty() && value != pg_sys::Datum::from(0usize) {
+        let keys = outcome
+            .strip_keys
+            .clone()
+            .into_datum()
+            .unwrap_or_else(|| crate::err::internal("building the keys to strip", "no datum"));
+        value = pg_sys::DirectFunctionCall2Coll(
+            Some(fmgr::jsonb_delete_array),
+            pg_sys::InvalidOid,
+            value,
+            keys,
+        );
+    }
     let mut col = attnum as i32;
-    let mut value = new_datum;
     let mut null = false;
     let modified =
         pg_sys::heap_modify_tuple_by_cols(tuple, desc, 1, &mut col, &mut value, &mut null);
@@ -404,52 +435,73 @@ pub fn index_name(entity: &str, field: &str) -> String {
     format!("messiah_cf_{entity}_{field}")
 }
 
+/// Keeps one expression index per filterable or sortable field: btree when sortable (serves
+/// `ORDER BY custom_fields -> 'f'` and equality), hash when only filterable (serves
+/// `custom_fields -> 'f' = '...'`, and has no btree's 2.7 kB limit on an entry, so a long text
+/// value never fails an insert). Index builds take a lock on the table: `lock_timeout` keeps a
+/// definition change from queueing the tenant's writes behind a long transaction; it fails the
+/// change instead (SQLSTATE 55P03), to be retried.
 fn sync_indexes(snapshot: &serde_json::Value) {
     use crate::ident::{quote_ident, quote_literal};
-    let mut wanted: Vec<(String, String, String)> = Vec::new();
+    let mut wanted: Vec<(String, &str, &str, &str)> = Vec::new();
     for f in snapshot
         .get("fields")
         .and_then(|f| f.as_array())
         .into_iter()
         .flatten()
     {
-        let active = f.get("is_active").and_then(|v| v.as_bool()).unwrap_or(true);
-        let filt = f
-            .get("is_filterable")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        let sort = f
-            .get("is_sortable")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        let flag = |k: &str, default: bool| f.get(k).and_then(|v| v.as_bool()).unwrap_or(default);
         let (Some(e), Some(n)) = (
             f.get("entity_table").and_then(|v| v.as_str()),
             f.get("field_name").and_then(|v| v.as_str()),
         ) else {
             continue;
         };
-        if active && (filt || sort) && fields::ENTITY_TABLES.contains(&e) {
-            wanted.push((index_name(e, n), e.to_string(), n.to_string()));
+        let method = if flag("is_sortable", false) {
+            "btree"
+        } else {
+            "hash"
+        };
+        if flag("is_active", true)
+            && (flag("is_filterable", false) || flag("is_sortable", false))
+            && fields::ENTITY_TABLES.contains(&e)
+        {
+            wanted.push((index_name(e, n), e, n, method));
         }
     }
-    let existing = crate::spi::column::<String>(
-        "SELECT indexname::text FROM pg_catalog.pg_indexes \
-         WHERE schemaname = 'public' AND indexname LIKE 'messiah\\_cf\\_%'",
+    let existing = crate::spi::text_rows(
+        "SELECT c.relname::text, am.amname::text FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_am am ON am.oid = c.relam \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind = 'i' AND c.relname LIKE 'messiah\\_cf\\_%'",
         &[],
+        2,
     );
-    for name in existing
-        .iter()
-        .filter(|n| !wanted.iter().any(|w| &w.0 == *n))
-    {
+    let existing: Vec<(String, String)> = existing
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].clone().unwrap_or_default(),
+                r[1].clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let keep = |name: &str, method: &str| wanted.iter().any(|w| w.0 == name && w.3 == method);
+    Spi::run("SET LOCAL lock_timeout = '2s'").or_raise("setting lock_timeout");
+    for (name, method) in existing.iter().filter(|(n, m)| !keep(n, m)) {
+        let _ = method;
         Spi::run(&format!(
             "DROP INDEX IF EXISTS public.{}",
             quote_ident(name)
         ))
         .or_raise("dropping a field index");
     }
-    for (name, table, field) in wanted.iter().filter(|w| !existing.contains(&w.0)) {
+    for (name, table, field, method) in wanted
+        .iter()
+        .filter(|w| !existing.iter().any(|(n, m)| *n == w.0 && m == w.3))
+    {
         Spi::run(&format!(
-            "CREATE INDEX IF NOT EXISTS {} ON public.{} ((custom_fields -> {}))",
+            "CREATE INDEX {} ON public.{} USING {method} ((custom_fields -> {}))",
             quote_ident(name),
             quote_ident(table),
             quote_literal(field)

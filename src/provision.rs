@@ -334,6 +334,7 @@ pub fn create_database(tenant_id: &str, datname: &str, server_conninfo: &str) {
     );
     let marker = serde_json::json!({
         "messiah_tenant": tenant_id,
+        "database": datname,
         "admin_database": current_database(),
         "admin_system_identifier": system_identifier(),
     });
@@ -489,14 +490,18 @@ fn marker_is_ours(datname: &str, server_conninfo: &str) -> bool {
     );
     rows.first()
         .and_then(|r| r[0].as_deref())
-        .map(|c| marker_matches(c, &current_database(), &system_identifier()))
+        .map(|c| marker_matches(c, datname, &current_database(), &system_identifier()))
         .unwrap_or(false)
 }
 
-fn marker_matches(comment: &str, admin_db: &str, sysid: &str) -> bool {
+/// Whether a database comment is the marker messiah wrote when it created `datname` for this
+/// admin database. The marker names the database too: a database renamed since (an archive
+/// of a kept tenant, say) carries a marker for another name and is not messiah's to drop.
+fn marker_matches(comment: &str, datname: &str, admin_db: &str, sysid: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(comment)
         .map(|m| {
-            m.get("admin_database").and_then(|v| v.as_str()) == Some(admin_db)
+            m.get("database").and_then(|v| v.as_str()) == Some(datname)
+                && m.get("admin_database").and_then(|v| v.as_str()) == Some(admin_db)
                 && m.get("admin_system_identifier").and_then(|v| v.as_str()) == Some(sysid)
         })
         .unwrap_or(false)
@@ -583,7 +588,7 @@ pub fn reconcile(repair: bool) -> Vec<Drift> {
             let ours = db[1]
                 .as_deref()
                 .filter(|c| c.contains("messiah_tenant"))
-                .map(|c| marker_matches(c, &me, &sysid));
+                .map(|c| marker_matches(c, &datname, &me, &sysid));
             let action = match (ours, repair) {
                 (Some(false), _) => continue, // another admin database's tenant
                 (Some(true), true) => {

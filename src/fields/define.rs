@@ -600,14 +600,17 @@ fn compile_rules(
                 .map(|v| bool_rule(field, "multiple", v))
                 .transpose()?
                 .unwrap_or(false);
-            let display = format!(
-                "[{}]",
-                options
-                    .iter()
-                    .map(|o| super::validate::quote(o))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            // Messages name the options; a long list is cut so that an error stays short.
+            const SHOWN: usize = 10;
+            let mut shown = options
+                .iter()
+                .take(SHOWN)
+                .map(|o| super::validate::quote(&super::validate::truncate_chars(o, 64)))
+                .collect::<Vec<_>>();
+            if options.len() > SHOWN {
+                shown.push(format!("… ({} options in all)", options.len()));
+            }
+            let display = format!("[{}]", shown.join(", "));
             Rules::Select {
                 options,
                 sorted,

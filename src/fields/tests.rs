@@ -1536,3 +1536,51 @@ proptest! {
         prop_assert_eq!(Decimal::from_base10000(neg, weight, &digits), Decimal::parse(&text));
     }
 }
+
+/// A document that breaks a rule a huge number of times yields a bounded error list (a DETAIL
+/// of hundreds of MB would exhaust the backend's memory).
+#[test]
+fn errors_are_capped() {
+    let options: Vec<String> = (0..1000).map(|i| format!("option number {i}")).collect();
+    let e = compile_entity(
+        "projects",
+        &[FieldSpec {
+            entity_table: "projects".into(),
+            field_name: "big".into(),
+            field_type: "select".into(),
+            is_required: false,
+            default_value: None,
+            validation_rules: json!({"options": options, "multiple": true}),
+        }],
+        UnknownKeyPolicy::Reject,
+    )
+    .unwrap();
+    let bad: Vec<String> = (0..52_000).map(|i| format!("bad{i}")).collect();
+    let mut doc = json!({"big": bad});
+    for i in 0..1000 {
+        doc[format!("unknown_{i:04}")] = json!(1);
+    }
+    let out = validate_document(&e, Some(&doc), Operation::Insert);
+    assert_eq!(out.errors.len(), MAX_ERRORS + 1);
+    let last = out.errors.last().unwrap();
+    assert_eq!(last.code, "too_many_errors");
+    assert_eq!(last.message, "986 more error(s) not shown");
+    let big: Vec<_> = out
+        .errors
+        .iter()
+        .filter(|e| e.field.as_deref() == Some("big"))
+        .collect();
+    assert_eq!(big.len(), 6);
+    assert_eq!(
+        big[5].message,
+        "\"big\": 51995 more item(s) not checked after 5 errors"
+    );
+    assert!(
+        big[0]
+            .message
+            .ends_with("… (1000 options in all)], got \"bad0\""),
+        "{}",
+        big[0].message
+    );
+    assert!(errors_detail(&out.errors).len() < 8_000);
+}

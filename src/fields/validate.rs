@@ -11,6 +11,13 @@ use std::fmt::Write as _;
 
 /// Echoed string values in messages are cut to this many code points.
 const ECHO_CHARS: usize = 64;
+/// At most this many errors are reported per document (then one `too_many_errors` entry),
+/// and per field for the items of a multiple select or the errors of a JSON Schema, so that
+/// an error's DETAIL stays small whatever the input (a huge DETAIL would exhaust memory).
+pub const MAX_ERRORS: usize = 20;
+const MAX_ERRORS_PER_FIELD: usize = 5;
+/// Longest message taken from the JSON Schema validator, in code points.
+const SCHEMA_MESSAGE_CHARS: usize = 300;
 
 /// Whether a row is being inserted or updated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,7 +289,13 @@ pub(super) fn check_value<'a, V: JsonView<'a>>(
                 large.resize(options.len(), 0u8);
                 &mut large[..]
             };
+            let before = errors.len();
+            let mut suppressed = 0usize;
             for i in 0..v.array_len() {
+                if errors.len() - before >= MAX_ERRORS_PER_FIELD {
+                    suppressed += 1;
+                    continue;
+                }
                 let Some(item) = v.array_get(i) else { continue };
                 let idx = item
                     .as_str()
@@ -304,6 +317,16 @@ pub(super) fn check_value<'a, V: JsonView<'a>>(
                         }
                     }
                 }
+            }
+            if suppressed > 0 {
+                errors.push(err(
+                    &f.name,
+                    "too_many_errors",
+                    format!(
+                        "{}: {suppressed} more item(s) not checked after {MAX_ERRORS_PER_FIELD} errors",
+                        quote(&f.name)
+                    ),
+                ));
             }
         }
     }
@@ -369,12 +392,16 @@ fn check_schema<'a, V: JsonView<'a>>(
             }
             validator
                 .iter_errors(instance)
+                .take(MAX_ERRORS_PER_FIELD)
                 .map(|e| {
                     let path = e.instance_path().as_str();
                     let path = if path.is_empty() { "(root)" } else { path };
+                    let what = e.to_string();
                     format!(
-                        "{} does not match its schema: {e} at {path}",
-                        quote(&f.name)
+                        "{} does not match its schema: {} at {}",
+                        quote(&f.name),
+                        truncate_chars(&what, SCHEMA_MESSAGE_CHARS),
+                        truncate_chars(path, ECHO_CHARS)
                     )
                 })
                 .collect()
@@ -484,6 +511,7 @@ pub fn validate_document<'a, V: JsonView<'a>>(
         return out;
     }
     let mut found = 0usize;
+    let mut hidden = 0usize;
     for f in &entity.fields {
         match doc.object_get(&f.name) {
             None => missing(f, op, &mut out),
@@ -507,6 +535,8 @@ pub fn validate_document<'a, V: JsonView<'a>>(
         doc.for_each_key(&mut |k| {
             if entity.field(k).is_none() {
                 match policy {
+                    // Past the cap only count them: a document may have millions of keys.
+                    UnknownKeyPolicy::Reject if errors.len() > MAX_ERRORS => hidden += 1,
                     UnknownKeyPolicy::Reject => errors.push(unknown(entity, k)),
                     UnknownKeyPolicy::Strip => strip_keys.push(k.to_owned()),
                     UnknownKeyPolicy::Allow => {}
@@ -518,7 +548,22 @@ pub fn validate_document<'a, V: JsonView<'a>>(
     if out.errors.len() > 1 {
         sort_errors(&mut out.errors);
     }
+    cap_errors(&mut out.errors, hidden);
     out
+}
+
+/// Keeps the first [`MAX_ERRORS`] errors and says how many more there were (`hidden`: errors
+/// counted but never built).
+fn cap_errors(errors: &mut Vec<FieldError>, hidden: usize) {
+    if errors.len() > MAX_ERRORS {
+        let more = errors.len() - MAX_ERRORS + hidden;
+        errors.truncate(MAX_ERRORS);
+        errors.push(FieldError {
+            field: None,
+            code: "too_many_errors",
+            message: format!("{more} more error(s) not shown"),
+        });
+    }
 }
 
 /// The errors as a JSON array of `{"field", "code", "message"}` objects.
@@ -602,6 +647,7 @@ pub fn apply_fields(entity: &CompiledEntity, record: &Value) -> Result<Value, Ve
     errors.extend(outcome.errors);
     if !errors.is_empty() {
         sort_errors(&mut errors);
+        cap_errors(&mut errors, 0);
         return Err(errors);
     }
     if let Value::Object(custom) = &mut custom_value {

@@ -1239,19 +1239,37 @@ fn filterable_and_sortable_fields_get_an_expression_index() {
         "'note', 'text', 'Note', is_filterable => false, is_sortable => false",
     );
     define(&mut c, t, "projects", "'budget', 'number', 'Budget'");
-    let idx = |name: &str, table: &str, field: &str| {
+    // btree when sortable, hash when only filterable (no 2.7 kB entry limit)
+    let idx = |name: &str, table: &str, field: &str, method: &str| {
         (
             name.to_string(),
-            format!("CREATE INDEX {name} ON public.{table} USING btree (((custom_fields -> '{field}'::text)))"),
+            format!("CREATE INDEX {name} ON public.{table} USING {method} (((custom_fields -> '{field}'::text)))"),
         )
     };
     assert_eq!(
         field_indexes(&mut s),
         vec![
-            idx("messiah_cf_clients_country", "clients", "country"),
-            idx("messiah_cf_clients_total", "clients", "total"),
-            idx("messiah_cf_projects_budget", "projects", "budget"),
+            idx("messiah_cf_clients_country", "clients", "country", "hash"),
+            idx("messiah_cf_clients_total", "clients", "total", "btree"),
+            idx("messiah_cf_projects_budget", "projects", "budget", "hash"),
         ]
+    );
+    // a filterable text value longer than a btree entry may be is fine
+    s.execute(
+        "INSERT INTO clients (name, custom_fields) VALUES ('long', jsonb_build_object('country', repeat('x', 10000)))",
+        &[],
+    )
+    .unwrap();
+    // becoming sortable switches the index to btree
+    define(
+        &mut c,
+        t,
+        "projects",
+        "'budget', 'number', 'Budget', is_sortable => true",
+    );
+    assert_eq!(
+        field_indexes(&mut s)[2],
+        idx("messiah_cf_projects_budget", "projects", "budget", "btree")
     );
     // the planner can use it
     s.batch_execute("SET enable_seqscan = off").unwrap();
@@ -1275,9 +1293,15 @@ fn filterable_and_sortable_fields_get_an_expression_index() {
         "projects",
         "'budget', 'number', 'Budget', is_filterable => false",
     );
+    define(
+        &mut c,
+        t,
+        "projects",
+        "'budget', 'number', 'Budget', is_filterable => false, is_sortable => false",
+    );
     assert_eq!(
         field_indexes(&mut s),
-        vec![idx("messiah_cf_clients_total", "clients", "total")]
+        vec![idx("messiah_cf_clients_total", "clients", "total", "btree")]
     );
     drop(s);
     teardown(&mut c, t);

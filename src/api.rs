@@ -579,7 +579,13 @@ mod messiah {
     fn drop_tenant_database(database_name: &str, server_conninfo: &str) -> bool {
         let (db, conninfo) = (database_name.to_string(), server_conninfo.to_string());
         pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::PreCommit, move || {
+            // Portals are closed by now: SPI needs a snapshot of its own.
+            // SAFETY: the transaction is still in progress at PRE_COMMIT; the snapshot is
+            // popped again below (or released by the abort if the drop fails).
+            unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
             provision::drop_tenant_database(&db, &conninfo);
+            // SAFETY: pops the snapshot pushed above.
+            unsafe { pg_sys::PopActiveSnapshot() };
         });
         true
     }

@@ -116,11 +116,12 @@ fn messiah_define_field(
     let is_sortable = not_null("is_sortable", is_sortable);
     let validation_rules = not_null("validation_rules", validation_rules);
     let ui_config = not_null("ui_config", ui_config);
-    let id = tenant(required("tenant_id", tenant_id));
+    let tenant_id = required("tenant_id", tenant_id);
     let entity_table = required("entity_table", entity_table);
     let field_name = required("field_name", field_name);
     let field_type = required("field_type", field_type);
     let display_name = required("display_name", display_name);
+    let id = tenant(tenant_id);
     entity(entity_table);
     if display_name.trim().is_empty() {
         invalid(
@@ -194,9 +195,10 @@ fn messiah_drop_field(
     entity_table: Option<&str>,
     field_name: Option<&str>,
 ) -> JsonB {
-    let id = tenant(required("tenant_id", tenant_id));
+    let tenant_id = required("tenant_id", tenant_id);
     let entity_table = required("entity_table", entity_table);
     let field_name = required("field_name", field_name);
+    let id = tenant(tenant_id);
     entity(entity_table);
     let row = one::<JsonB>(
         "UPDATE messiah.extension_field_definitions AS d SET is_active = false \
@@ -220,9 +222,10 @@ fn messiah_drop_field(
 #[pg_extern(security_definer, stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn messiah_list_fields(
-    tenant_id: &str,
+    tenant_id: Option<&str>,
     entity_table: default!(Option<&str>, "NULL"),
 ) -> SetOfIterator<'static, JsonB> {
+    let tenant_id = required("tenant_id", tenant_id);
     let id = tenant(tenant_id);
     if let Some(e) = entity_table {
         entity(e);
@@ -244,10 +247,12 @@ fn messiah_list_fields(
 #[pg_extern(security_definer, stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn messiah_validate_custom_fields(
-    tenant_id: &str,
-    entity_table: &str,
+    tenant_id: Option<&str>,
+    entity_table: Option<&str>,
     custom_fields: Option<JsonB>,
 ) -> JsonB {
+    let tenant_id = required("tenant_id", tenant_id);
+    let entity_table = required("entity_table", entity_table);
     let id = tenant(tenant_id);
     entity(entity_table);
     let snap = compiled(&id);
@@ -272,7 +277,7 @@ fn messiah_apply_fields(
     entity_table: Option<&str>,
     data: Option<JsonB>,
 ) -> JsonB {
-    let id = tenant(required("tenant_id", tenant_id));
+    let tenant_id = required("tenant_id", tenant_id);
     let entity_table = required("entity_table", entity_table);
     let Some(data) = data else {
         raise(
@@ -282,6 +287,7 @@ fn messiah_apply_fields(
             None,
         )
     };
+    let id = tenant(tenant_id);
     entity(entity_table);
     let snap = compiled(&id);
     let Some(e) = snap.entity(entity_table) else {
@@ -319,8 +325,9 @@ fn tenant_database(id: &TenantId) -> (String, String) {
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn messiah_check_existing(tenant_id: Option<&str>, entity_table: Option<&str>) -> JsonB {
-    let id = tenant(required("tenant_id", tenant_id));
+    let tenant_id = required("tenant_id", tenant_id);
     let entity_table = required("entity_table", entity_table);
+    let id = tenant(tenant_id);
     entity(entity_table);
     let snap = one::<JsonB>(
         "SELECT messiah.field_snapshot_json($1)",

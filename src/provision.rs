@@ -143,7 +143,13 @@ fn installed_script() -> Vec<u8> {
         "{share}/extension/messiah--{}.sql",
         env!("CARGO_PKG_VERSION")
     );
-    std::fs::read(&path).unwrap_or_else(|_| env!("CARGO_PKG_VERSION").as_bytes().to_vec())
+    // pgrx does not write the script's statements in a stable order; sorted lines hash the
+    // same for the same content, so reinstalling the same build reuses the template.
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_string());
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    lines.join("\n").into_bytes()
 }
 
 fn advisory_lock(key: &str) {
@@ -585,18 +591,30 @@ pub fn reconcile(repair: bool) -> Vec<Drift> {
             if in_catalog || detached.contains(&datname) {
                 continue;
             }
-            let ours = db[1]
+            let marker: Option<serde_json::Value> = db[1]
                 .as_deref()
                 .filter(|c| c.contains("messiah_tenant"))
-                .map(|c| marker_matches(c, &datname, &me, &sysid));
-            let action = match (ours, repair) {
-                (Some(false), _) => continue, // another admin database's tenant
-                (Some(true), true) => {
+                .and_then(|c| serde_json::from_str(c).ok());
+            let text = |m: &serde_json::Value, k: &str| {
+                m.get(k).and_then(|v| v.as_str()).map(str::to_string)
+            };
+            let action = match marker {
+                None => "left alone: not created by messiah (no marker comment); drop it by hand if unwanted".to_string(),
+                Some(m)
+                    if text(&m, "admin_database").as_deref() != Some(me.as_str())
+                        || text(&m, "admin_system_identifier").as_deref() != Some(sysid.as_str()) =>
+                {
+                    continue; // another admin database's tenant
+                }
+                Some(m) if text(&m, "database").as_deref() != Some(datname.as_str()) => format!(
+                    "left alone: messiah created it as {:?}, it was renamed since; drop it by hand if unwanted",
+                    text(&m, "database").unwrap_or_default()
+                ),
+                Some(_) if repair => {
                     drop_database(&datname, &server_conninfo);
                     "dropped".to_string()
                 }
-                (Some(true), false) => "would drop".to_string(),
-                (None, _) => "left alone: not created by messiah (no marker comment); drop it by hand if unwanted".to_string(),
+                Some(_) => "would drop".to_string(),
             };
             out.push(Drift {
                 kind: "orphan_database",

@@ -12,6 +12,8 @@ mod concurrency;
 mod crash;
 #[path = "integration/fields.rs"]
 mod fields;
+#[path = "integration/hardening.rs"]
+mod hardening;
 #[path = "integration/lifecycle.rs"]
 mod lifecycle;
 #[path = "integration/reconcile.rs"]

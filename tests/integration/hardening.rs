@@ -1,0 +1,198 @@
+//! Cases found by trying to break messiah: bounded error reports, no silent loss of
+//! custom_fields, a DROP DATABASE that cannot outrun a failing COMMIT, reconcile and renamed
+//! or stale kept databases, NULL arguments.
+
+use crate::common::*;
+
+fn fresh(admin: &str, tenants: &[&str]) -> postgres::Client {
+    for t in tenants {
+        drop_db(&format!("tenant_{t}"));
+    }
+    admin_db(admin)
+}
+
+#[test]
+fn huge_violation_reports_stay_small() {
+    let mut c = fresh("messiah_it_h_cap", &["it_h_cap"]);
+    c.batch_execute(
+        "SELECT messiah_create_tenant('it_h_cap', 'Cap', 'it-h-cap'); \
+         SELECT messiah_define_field('it_h_cap', 'projects', 'big', 'select', 'Big', \
+             validation_rules => (SELECT jsonb_build_object('options', jsonb_agg('option number ' || i), \
+                 'multiple', true) FROM generate_series(1, 1000) i))",
+    )
+    .unwrap();
+    let mut t = connect("tenant_it_h_cap");
+    let e = t
+        .execute(
+            "INSERT INTO projects (name, custom_fields) SELECT 'x', jsonb_build_object('big', \
+             (SELECT jsonb_agg('bad' || i) FROM generate_series(1, 52000) i))",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "23514");
+    let detail = e
+        .as_db_error()
+        .and_then(|d| d.detail())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(detail.lines().count(), 6, "{detail}");
+    assert!(
+        detail
+            .ends_with("\"big\": 51995 more item(s) not checked after 5 errors (too_many_errors)"),
+        "{detail}"
+    );
+    assert!(detail.len() < 4000);
+    t.execute("SELECT 1", &[]).unwrap();
+    drop(t);
+    c.execute("SELECT messiah_drop_tenant('it_h_cap')", &[])
+        .unwrap();
+}
+
+#[test]
+fn rewriting_custom_fields_never_loses_keys() {
+    let mut c = fresh("messiah_it_h_deep", &["it_h_deep"]);
+    c.batch_execute(
+        "SELECT messiah_create_tenant('it_h_deep', 'Deep', 'it-h-deep'); \
+         SELECT messiah_define_field('it_h_deep', 'clients', 'note', 'text', 'Note'); \
+         SELECT messiah_define_field('it_h_deep', 'clients', 'doc', 'json', 'Doc', is_filterable => false); \
+         SELECT messiah_define_field('it_h_deep', 'clients', 'tier', 'text', 'Tier', default_value => 'basic')",
+    )
+    .unwrap();
+    let mut t = connect("tenant_it_h_deep");
+    let stored: String = t
+        .query_one(
+            "INSERT INTO clients (name, custom_fields) VALUES ('deep', jsonb_build_object('note', 'important', \
+             'doc', (repeat('[', 200) || repeat(']', 200))::jsonb)) \
+             RETURNING (custom_fields - 'doc')::text || ' ' || length((custom_fields -> 'doc')::text)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, r#"{"note": "important", "tier": "basic"} 400"#);
+    // strip policy on a deeply nested unknown key keeps the defined ones
+    c.execute(
+        "SELECT messiah_update_tenant('it_h_deep', '{\"settings\": {\"unknown_custom_fields\": \"strip\"}}')",
+        &[],
+    )
+    .unwrap();
+    let stored: String = t
+        .query_one(
+            "INSERT INTO clients (name, custom_fields) VALUES ('strip', jsonb_build_object('note', 'keep me', \
+             'junk', (repeat('[', 200) || repeat(']', 200))::jsonb)) RETURNING custom_fields::text",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, r#"{"note": "keep me", "tier": "basic"}"#);
+    drop(t);
+    c.execute("SELECT messiah_drop_tenant('it_h_deep')", &[])
+        .unwrap();
+}
+
+#[test]
+fn a_failing_commit_keeps_the_dropped_tenants_database() {
+    let mut c = fresh("messiah_it_h_droprb", &["it_h_victim"]);
+    c.batch_execute(
+        "SELECT messiah_create_tenant('it_h_victim', 'Victim', 'it-h-victim'); \
+         CREATE TABLE guard (ok boolean); \
+         CREATE FUNCTION guard_check() RETURNS trigger LANGUAGE plpgsql AS $$ \
+           BEGIN RAISE EXCEPTION 'guard says no' USING ERRCODE = 'P0001'; END $$; \
+         CREATE CONSTRAINT TRIGGER guard_at_commit AFTER INSERT ON guard \
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION guard_check()",
+    )
+    .unwrap();
+    let mut t = connect("tenant_it_h_victim");
+    t.batch_execute("CREATE TABLE precious (x int); INSERT INTO precious VALUES (42)")
+        .unwrap();
+    drop(t);
+    // the user's deferred trigger is queued after messiah's and fails the COMMIT
+    let e = c
+        .batch_execute("BEGIN; SELECT messiah_drop_tenant('it_h_victim'); INSERT INTO guard VALUES (true); COMMIT")
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "P0001");
+    c.batch_execute("ROLLBACK").ok();
+    assert_eq!(tenant_rows(&mut c, "it_h_victim"), 1);
+    let mut t = connect("tenant_it_h_victim");
+    let x: i32 = t.query_one("SELECT x FROM precious", &[]).unwrap().get(0);
+    assert_eq!(x, 42);
+    drop(t);
+    c.execute("SELECT messiah_drop_tenant('it_h_victim')", &[])
+        .unwrap();
+    assert!(!db_exists("tenant_it_h_victim"));
+}
+
+#[test]
+fn renamed_kept_database_is_left_alone_by_reconcile() {
+    let mut c = fresh("messiah_it_h_rename", &["it_h_kp"]);
+    drop_db("tenant_it_h_kp_archive");
+    // separate statements: a multi-statement batch is one transaction
+    c.execute(
+        "SELECT messiah_create_tenant('it_h_kp', 'Kept', 'it-h-kp')",
+        &[],
+    )
+    .unwrap();
+    c.execute(
+        "SELECT messiah_drop_tenant('it_h_kp', keep_database => true)",
+        &[],
+    )
+    .unwrap();
+    assert!(db_exists("tenant_it_h_kp"));
+    connect("postgres")
+        .batch_execute("ALTER DATABASE tenant_it_h_kp RENAME TO tenant_it_h_kp_archive")
+        .unwrap();
+    let rows = c
+        .query(
+            "SELECT kind, database_name, action FROM messiah_reconcile(repair => true) \
+             WHERE database_name LIKE 'tenant_it_h_kp%'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "orphan_database");
+    assert_eq!(rows[0].get::<_, String>(1), "tenant_it_h_kp_archive");
+    assert!(rows[0].get::<_, String>(2).starts_with("left alone"));
+    assert!(db_exists("tenant_it_h_kp_archive"));
+    drop_db("tenant_it_h_kp_archive");
+}
+
+#[test]
+fn a_stale_keep_record_does_not_keep_the_next_tenants_database() {
+    let mut c = fresh("messiah_it_h_stale", &["it_h_keep"]);
+    c.execute(
+        "SELECT messiah_create_tenant('it_h_keep', 'Keep', 'it-h-keep')",
+        &[],
+    )
+    .unwrap();
+    c.execute(
+        "SELECT messiah_drop_tenant('it_h_keep', keep_database => true)",
+        &[],
+    )
+    .unwrap();
+    assert!(db_exists("tenant_it_h_keep"));
+    drop_db("tenant_it_h_keep");
+    c.batch_execute("SELECT messiah_create_tenant('it_h_keep', 'Keep again', 'it-h-keep')")
+        .unwrap();
+    assert!(db_exists("tenant_it_h_keep"));
+    let dropped = json(&mut c, "SELECT messiah_drop_tenant('it_h_keep')");
+    assert_eq!(dropped["database_kept"], serde_json::json!(false));
+    assert!(!db_exists("tenant_it_h_keep"));
+}
+
+#[test]
+fn null_arguments_are_22004_not_internal_errors() {
+    let mut c = admin_db("messiah_it_h_null");
+    for sql in [
+        "SELECT messiah_define_field(NULL, 'clients', 'a', 'text', 'A')",
+        "SELECT messiah_define_field('x', 'clients', 'a', 'text', 'A', validation_rules => NULL)",
+        "SELECT messiah_drop_tenant('x', NULL)",
+        "SELECT * FROM messiah_list_tenants(NULL, NULL, NULL)",
+        "SELECT * FROM messiah_list_fields(NULL)",
+        "SELECT messiah_validate_custom_fields(NULL, 'clients', '{}')",
+        "SELECT messiah_apply_fields('x', 'clients', NULL)",
+        "SELECT messiah_check_existing('x', NULL)",
+        "SELECT messiah_drop_field('x', 'clients', NULL)",
+    ] {
+        let e = fails(&mut c, sql);
+        assert_eq!(sqlstate(&e), "22004", "{sql}: {}", message(&e));
+    }
+}

@@ -6,6 +6,7 @@
 
 use crate::err::{raise, Code, SpiExt};
 use crate::ident::{check_slug, TenantId, SLUG_RULE, TENANT_ID_RULE};
+use crate::jsonarg::JsonbArg;
 use crate::provision::{self, Server};
 use crate::remote::dblink;
 use pgrx::prelude::*;
@@ -226,8 +227,8 @@ fn messiah_create_tenant(
     slug: Option<&str>,
     contact_email: default!(Option<&str>, "NULL"),
     contact_name: default!(Option<&str>, "NULL"),
-    settings: default!(Option<JsonB>, "'{}'"),
-    config: default!(Option<JsonB>, "NULL"),
+    settings: default!(Option<JsonbArg>, "'{}'"),
+    config: default!(Option<JsonbArg>, "NULL"),
 ) -> JsonB {
     let id = tenant_id_arg(tenant_id);
     let name = name_arg(required("name", name));
@@ -394,7 +395,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 /// Errors: 22023 unknown key or invalid value, 23505 slug taken, 42704 no such tenant.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn messiah_update_tenant(tenant_id: Option<&str>, patch: Option<JsonB>) -> JsonB {
+fn messiah_update_tenant(tenant_id: Option<&str>, patch: Option<JsonbArg>) -> JsonB {
     const KEYS: [&str; 5] = ["name", "slug", "contact_email", "contact_name", "settings"];
     let id = tenant_id_arg(tenant_id);
     let patch = patch.map(|p| p.0).unwrap_or(Value::Null);

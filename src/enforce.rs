@@ -10,6 +10,7 @@
 
 use crate::err::{raise, Code, SpiExt};
 use crate::fields::{self, CompiledSnapshot, Operation};
+use crate::jsonarg::JsonbArg;
 use crate::jsonb::Jb;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -399,7 +400,7 @@ pub unsafe extern "C-unwind" fn messiah_enforce_custom_fields(
 /// `(custom_fields -> '<field>')` per filterable or sortable field and drops the others.
 #[pg_extern(schema = "messiah", security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn install_field_snapshot(tenant_id: &str, version: i64, snapshot: JsonB) -> bool {
+fn install_field_snapshot(tenant_id: &str, version: i64, snapshot: JsonbArg) -> bool {
     if let Err(e) = fields::compile_snapshot(&snapshot.0) {
         raise(
             Code::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -516,7 +517,7 @@ fn sync_indexes(snapshot: &serde_json::Value) {
 /// with at most `sample_size` sample rows.
 #[pg_extern(schema = "messiah", security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn check_rows(entity_table: &str, snapshot: JsonB, sample_size: i32) -> JsonB {
+fn check_rows(entity_table: &str, snapshot: JsonbArg, sample_size: i32) -> JsonB {
     let compiled = fields::compile_snapshot(&snapshot.0).unwrap_or_else(|e| {
         raise(
             Code::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -541,13 +542,17 @@ fn check_rows(entity_table: &str, snapshot: JsonB, sample_size: i32) -> JsonB {
         crate::ident::quote_ident(entity_table)
     );
     let (checked, violations, sample) = Spi::connect(|c| {
-        let t = c.select(&q, None, &[])?;
+        let mut t = c.select(&q, None, &[])?;
         let (mut checked, mut violations, mut sample) = (0i64, 0i64, Vec::new());
-        for r in t {
+        while t.next().is_some() {
             checked += 1;
-            let id = r.get::<String>(1)?.unwrap_or_default();
-            let doc = r.get::<JsonB>(2)?.map(|j| j.0);
-            let outcome = fields::validate_document(entity, doc.as_ref(), Operation::Update);
+            let id = t.get::<String>(1)?.unwrap_or_default();
+            // Read in place, as the trigger does: any depth, exact numbers.
+            let doc = t.get_datum_by_ordinal(2)?.map(|d| {
+                // SAFETY: a non-null jsonb column value of the current row.
+                unsafe { Jb::root(pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *mut pg_sys::Jsonb) }
+            });
+            let outcome = fields::validate_document(entity, doc, Operation::Update);
             if !outcome.errors.is_empty() {
                 violations += 1;
                 if sample.len() < sample_size.max(0) as usize {
@@ -570,7 +575,7 @@ fn check_rows(entity_table: &str, snapshot: JsonB, sample_size: i32) -> JsonB {
 /// returns the errors as a jsonb array of `{"field", "code", "message"}` (empty: valid), with
 /// INSERT semantics. The tenant-side twin of `messiah_validate_custom_fields`.
 #[pg_extern(schema = "messiah", stable, parallel_safe)]
-fn validate_local(entity_table: Option<&str>, custom_fields: Option<JsonB>) -> JsonB {
+fn validate_local(entity_table: Option<&str>, custom_fields: Option<JsonbArg>) -> JsonB {
     let entity_table = crate::api::required("entity_table", entity_table);
     let snap = snapshot();
     let Some(entity) = snap.entity(entity_table) else {

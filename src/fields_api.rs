@@ -6,6 +6,7 @@ use crate::api::{not_null, required};
 use crate::err::{raise, Code, SpiExt};
 use crate::fields::{self, CompiledSnapshot, FieldSpec};
 use crate::ident::{quote_literal, TenantId, TENANT_ID_RULE};
+use crate::jsonarg::JsonbArg;
 use crate::provision::Server;
 use crate::remote::dblink;
 use crate::spi::one;
@@ -107,8 +108,8 @@ fn messiah_define_field(
     is_filterable: default!(Option<bool>, true),
     is_sortable: default!(Option<bool>, false),
     default_value: default!(Option<&str>, "NULL"),
-    validation_rules: default!(Option<JsonB>, "'{}'"),
-    ui_config: default!(Option<JsonB>, "'{}'"),
+    validation_rules: default!(Option<JsonbArg>, "'{}'"),
+    ui_config: default!(Option<JsonbArg>, "'{}'"),
 ) -> JsonB {
     let is_required = not_null("is_required", is_required);
     let is_searchable = not_null("is_searchable", is_searchable);
@@ -176,8 +177,8 @@ fn messiah_define_field(
             is_filterable.into(),
             is_sortable.into(),
             default_value.into(),
-            validation_rules.into(),
-            ui_config.into(),
+            JsonB(validation_rules.0).into(),
+            JsonB(ui_config.0).into(),
         ],
     )
     .unwrap_or_else(|| crate::err::internal("defining a field", "no row returned"));
@@ -249,7 +250,7 @@ fn messiah_list_fields(
 fn messiah_validate_custom_fields(
     tenant_id: Option<&str>,
     entity_table: Option<&str>,
-    custom_fields: Option<JsonB>,
+    custom_fields: Option<JsonbArg>,
 ) -> JsonB {
     let tenant_id = required("tenant_id", tenant_id);
     let entity_table = required("entity_table", entity_table);
@@ -275,7 +276,7 @@ fn messiah_validate_custom_fields(
 fn messiah_apply_fields(
     tenant_id: Option<&str>,
     entity_table: Option<&str>,
-    data: Option<JsonB>,
+    data: Option<JsonbArg>,
 ) -> JsonB {
     let tenant_id = required("tenant_id", tenant_id);
     let entity_table = required("entity_table", entity_table);

@@ -16,6 +16,7 @@ mod enforce;
 mod err;
 mod fields_api;
 mod guc;
+mod jsonarg;
 mod jsonb;
 mod provision;
 mod remote;

@@ -196,3 +196,41 @@ fn null_arguments_are_22004_not_internal_errors() {
         assert_eq!(sqlstate(&e), "22004", "{sql}: {}", message(&e));
     }
 }
+
+#[test]
+fn deeply_nested_documents_are_clean_errors_or_handled() {
+    let mut c = fresh("messiah_it_h_nest", &["it_h_nest"]);
+    c.execute(
+        "SELECT messiah_create_tenant('it_h_nest', 'Nest', 'it-h-nest')",
+        &[],
+    )
+    .unwrap();
+    c.execute(
+        "SELECT messiah_define_field('it_h_nest', 'clients', 'doc', 'json', 'Doc', is_filterable => false)",
+        &[],
+    )
+    .unwrap();
+    let deep = "(repeat('[', 200) || repeat(']', 200))::jsonb";
+    for sql in [
+        format!("SELECT messiah_validate_custom_fields('it_h_nest', 'clients', jsonb_build_object('doc', {deep}))"),
+        format!("SELECT messiah_update_tenant('it_h_nest', jsonb_build_object('settings', jsonb_build_object('x', {deep})))"),
+        format!("SELECT messiah_define_field('it_h_nest', 'clients', 'd2', 'json', 'D2', ui_config => jsonb_build_object('x', {deep}))"),
+    ] {
+        let e = fails(&mut c, &sql);
+        assert_eq!(sqlstate(&e), "22023", "{sql}: {}", message(&e));
+        assert_eq!(message(&e), "a jsonb argument could not be read");
+    }
+    // the trigger reads stored documents in place, at any depth; so does check_existing
+    let mut t = connect("tenant_it_h_nest");
+    t.execute(&format!("INSERT INTO clients (name, custom_fields) VALUES ('d', jsonb_build_object('doc', {deep}))"), &[])
+        .unwrap();
+    drop(t);
+    let report = json(
+        &mut c,
+        "SELECT messiah_check_existing('it_h_nest', 'clients')",
+    );
+    assert_eq!(report["checked"], serde_json::json!(1));
+    assert_eq!(report["violations"], serde_json::json!(0));
+    c.execute("SELECT messiah_drop_tenant('it_h_nest')", &[])
+        .unwrap();
+}

@@ -10,7 +10,8 @@ deps:
 
 # Builds messiah and installs it into the system PostgreSQL 15 (we are root).
 install: deps
-	cargo pgrx install --pg-config $(PG_CONFIG) $(if $(RELEASE),--release,) >/dev/null
+	@cargo pgrx install --pg-config $(PG_CONFIG) $(if $(RELEASE),--release,) >/tmp/messiah-install.log 2>&1 \
+	  || { cat /tmp/messiah-install.log; exit 1; }
 
 cluster: install
 	@$(CLUSTER) start

@@ -169,7 +169,7 @@ printf '  %-22s %8s %9s %11s\n' "source (fixture)" "$SRC_CUSTOMERS" "$SRC_INVOIC
 [ "$bad" = 0 ] || die "a tenant's data differs from the source (see above)"
 echo "totals match the source (and per tenant: client names byte-identical, invoice totals sum exactly)"
 
-section "Accents survived (clients named Jo?o ... or with a ç)"
+section "Accents survived (clients named João ... or with a ç)"
 for tid in "${TENANTS[@]}"; do
     val -d "tenant_$tid" -F $'\t' -c "
         SELECT '$tid', name, custom_fields->>'city', custom_fields->>'country' FROM clients

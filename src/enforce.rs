@@ -343,7 +343,7 @@ pub unsafe extern "C-unwind" fn messiah_enforce_custom_fields(
                 if outcome.errors.len() == 1 { "" } else { "s" }
             ),
             Some(fields::errors_detail(&outcome.errors)),
-            Some("SELECT snapshot FROM messiah.field_snapshot shows this database's field definitions.".into()),
+            Some("The tenant's field definitions are listed by messiah_list_fields() in the admin database.".into()),
         );
     }
     if outcome.is_unchanged() {

@@ -160,6 +160,18 @@ fn advisory_lock(key: &str) {
     .or_raise("taking an advisory lock");
 }
 
+/// `DROP DATABASE IF EXISTS ... WITH (FORCE)` over the server's maintenance connection.
+fn force_drop(dbl: &Dblink, conn: &str, maint: &str, datname: &str) {
+    dbl.exec(
+        conn,
+        maint,
+        &format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(datname)
+        ),
+    );
+}
+
 /// Whether `datname` exists on the server.
 pub fn database_exists(dbl: &Dblink, server: &Server, datname: &str) -> bool {
     let maint = server.maintenance();
@@ -205,11 +217,7 @@ pub fn ensure_template(dbl: &Dblink, server: &Server) -> String {
         .into_iter()
         .filter_map(|r| r.into_iter().next().flatten())
     {
-        dbl.exec(
-            &conn,
-            &maint,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&l)),
-        );
+        force_drop(dbl, &conn, &maint, &l);
     }
     let pid = dbl
         .query(&conn, "SELECT pg_catalog.pg_backend_pid()::text", 1)
@@ -218,14 +226,7 @@ pub fn ensure_template(dbl: &Dblink, server: &Server) -> String {
         .and_then(|r| r.into_iter().next().flatten())
         .unwrap_or_default();
     let build = format!("{tpl}_b{pid}");
-    dbl.exec(
-        &conn,
-        &maint,
-        &format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(&build)
-        ),
-    );
+    force_drop(dbl, &conn, &maint, &build);
     dbl.exec(
         &conn,
         &maint,
@@ -259,14 +260,7 @@ pub fn ensure_template(dbl: &Dblink, server: &Server) -> String {
             );
         }
         Err(why) => {
-            dbl.exec(
-                &conn,
-                &maint,
-                &format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    quote_ident(&build)
-                ),
-            );
+            force_drop(dbl, &conn, &maint, &build);
             if !database_exists(dbl, server, &tpl) {
                 raise(
                     Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -411,14 +405,7 @@ pub fn drop_database(datname: &str, server_conninfo: &str) {
     advisory_lock(&format!("messiah:db:{datname}"));
     let maint = server.maintenance();
     let conn = dbl.connection(&maint);
-    dbl.exec(
-        &conn,
-        &maint,
-        &format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(datname)
-        ),
-    );
+    force_drop(&dbl, &conn, &maint, datname);
 }
 
 /// Drops a deleted tenant's database at COMMIT, but only if it carries this admin database's

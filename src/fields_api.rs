@@ -288,6 +288,13 @@ fn messiah_apply_fields(
             None,
         )
     };
+    if !data.0.is_object() {
+        invalid(
+            "data must be a JSON object (a flat record of the entity's columns and fields)".into(),
+            None,
+            None,
+        );
+    }
     let id = tenant(tenant_id);
     entity(entity_table);
     let snap = compiled(&id);

@@ -44,7 +44,7 @@ $$Sets status to active, inactive or suspended (original design CHECK); returns 
 COMMENT ON FUNCTION @extschema@.messiah_drop_tenant(text, boolean) IS
 $$Deletes the tenant's catalog rows now and drops its database at COMMIT WITH (FORCE) (connected sessions are disconnected); keep_database => true keeps the database, recorded in messiah.detached_databases. Returns {"tenant_id","database","database_kept"}. Errors: 22023, 42704.$$;
 COMMENT ON FUNCTION @extschema@.messiah_reconcile(boolean) IS
-$$Lists (repair => false) or fixes (repair => true) drift: orphan_database (named tenant_<id>, no catalog row; repair drops it when messiah created it for this admin database), missing_database (catalog row without database; repair recreates it empty), aborted_creation (swept from the provisioning journal). Returns rows (kind, tenant_id, database_name, action).$$;
+$$Lists (repair => false) or fixes (repair => true) drift: orphan_database (named tenant_<id>, no catalog row; repair drops it when messiah created it for this admin database), missing_database (catalog row without database; repair recreates it empty), aborted_creation (swept from the provisioning journal), stale_template (a template database of an earlier build; repair drops it). Returns rows (kind, tenant_id, database_name, action).$$;
 COMMENT ON FUNCTION messiah.sweep() IS
 $$Drops tenant databases whose creating transaction aborted inside COMMIT (provisioning journal) and returns their names. Run by the sweeper background worker, messiah_create_tenant and messiah_reconcile(repair => true).$$;
 

@@ -516,6 +516,7 @@ pub struct Drift {
 ///   not drift. Databases created by messiah for another admin database are not listed.
 /// - `missing_database`: a catalog row whose database does not exist. Repair recreates it
 ///   empty from the template (the catalog is the source of truth).
+/// - `stale_template`: a template database of an earlier build of messiah. Repair drops it.
 pub fn reconcile(repair: bool) -> Vec<Drift> {
     let mut out = Vec::new();
     if repair {
@@ -627,6 +628,43 @@ pub fn reconcile(repair: bool) -> Vec<Drift> {
                 kind: "missing_database",
                 tenant_id: tenant_id.clone(),
                 database_name: datname.clone(),
+                action,
+            });
+        }
+        // Templates of earlier builds of messiah: no new tenant is cloned from them.
+        let current = template_name();
+        let stale = dbl.query(
+            &conn,
+            &format!(
+                "SELECT datname::text FROM pg_catalog.pg_database WHERE datistemplate \
+                 AND datname LIKE 'messiah\\_template\\_%' AND datname !~ '_b[0-9]+$' \
+                 AND datname <> {} ORDER BY 1",
+                quote_literal(&current)
+            ),
+            1,
+        );
+        for name in stale
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+        {
+            let action = if repair {
+                dbl.exec(
+                    &conn,
+                    &maint,
+                    &format!(
+                        "ALTER DATABASE {} WITH IS_TEMPLATE false",
+                        quote_ident(&name)
+                    ),
+                );
+                force_drop(&dbl, &conn, &maint, &name);
+                "dropped".to_string()
+            } else {
+                "would drop".to_string()
+            };
+            out.push(Drift {
+                kind: "stale_template",
+                tenant_id: String::new(),
+                database_name: name,
                 action,
             });
         }

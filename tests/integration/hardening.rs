@@ -234,3 +234,36 @@ fn deeply_nested_documents_are_clean_errors_or_handled() {
     c.execute("SELECT messiah_drop_tenant('it_h_nest')", &[])
         .unwrap();
 }
+
+#[test]
+fn reconcile_drops_templates_of_earlier_builds_only() {
+    let mut c = admin_db("messiah_it_h_tpl");
+    drop_db("messiah_template_00000000000000aa");
+    connect("postgres")
+        .batch_execute("CREATE DATABASE messiah_template_00000000000000aa IS_TEMPLATE true")
+        .unwrap();
+    // a template in use: the current one, built by this tenant's creation
+    c.execute(
+        "SELECT messiah_create_tenant('it_h_tpl', 'Tpl', 'it-h-tpl')",
+        &[],
+    )
+    .unwrap();
+    let current: String = connect("postgres")
+        .query_one(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'messiah\\_template\\_%' \
+             AND datistemplate AND datname <> 'messiah_template_00000000000000aa'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // other tests may repair concurrently: whoever runs it, the stale one goes, the current stays
+    c.execute(
+        "SELECT count(*) FROM messiah_reconcile(repair => true)",
+        &[],
+    )
+    .unwrap();
+    assert!(!db_exists("messiah_template_00000000000000aa"));
+    assert!(db_exists(&current));
+    c.execute("SELECT messiah_drop_tenant('it_h_tpl')", &[])
+        .unwrap();
+}

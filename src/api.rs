@@ -399,6 +399,14 @@ fn messiah_update_tenant(tenant_id: Option<&str>, patch: Option<JsonbArg>) -> Js
     const KEYS: [&str; 5] = ["name", "slug", "contact_email", "contact_name", "settings"];
     let id = tenant_id_arg(tenant_id);
     let patch = patch.map(|p| p.0).unwrap_or(Value::Null);
+    if patch.is_null() {
+        raise(
+            Code::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "patch must not be null",
+            None,
+            None,
+        );
+    }
     let Some(p) = patch.as_object() else {
         invalid("patch must be a JSON object".into(), None, None);
     };
@@ -579,7 +587,11 @@ mod messiah {
     #[search_path(pg_catalog, pg_temp)]
     fn drop_tenant_database(database_name: &str, server_conninfo: &str) -> bool {
         let (db, conninfo) = (database_name.to_string(), server_conninfo.to_string());
+        // The callback runs outside this SECURITY DEFINER function, as the session's role:
+        // remember the owner to act as it.
+        let owner = crate::spi::AsUser::current();
         pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::PreCommit, move || {
+            let _as_owner = crate::spi::AsUser::enter(owner, 0);
             // Portals are closed by now: SPI needs a snapshot of its own.
             // SAFETY: the transaction is still in progress at PRE_COMMIT; the snapshot is
             // popped again below (or released by the abort if the drop fails).

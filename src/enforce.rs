@@ -50,37 +50,6 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
     });
 }
 
-/// Runs as the bootstrap superuser, in a restricted security context, until dropped.
-struct AsSuperuser {
-    user: pg_sys::Oid,
-    context: i32,
-}
-
-impl AsSuperuser {
-    fn enter() -> AsSuperuser {
-        let (mut user, mut context) = (pg_sys::InvalidOid, 0);
-        // SAFETY: reading and setting this backend's current user, as SECURITY DEFINER
-        // functions and RI triggers do.
-        unsafe {
-            pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-            pg_sys::SetUserIdAndSecContext(
-                pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
-                context
-                    | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION)
-                        as i32,
-            );
-        }
-        AsSuperuser { user, context }
-    }
-}
-
-impl Drop for AsSuperuser {
-    fn drop(&mut self) {
-        // SAFETY: restores the user and context saved by `enter`.
-        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
-    }
-}
-
 fn load() -> Cache {
     CALLBACK_REGISTERED.with(|r| {
         if !*r.borrow() {
@@ -97,7 +66,10 @@ fn load() -> Cache {
     // The trigger runs as whoever writes the row (an application role with no rights on the
     // messiah schema). Read the copy as the bootstrap superuser, as Postgres' own RI triggers
     // switch to the table owner; the guard switches back even when the read fails.
-    let _as_superuser = AsSuperuser::enter();
+    let _as_superuser = crate::spi::AsUser::enter(
+        pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+        pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+    );
     let (relid, snapshot) = Spi::get_two::<pg_sys::Oid, JsonB>(
         "SELECT 'messiah.field_snapshot'::regclass::oid, (SELECT snapshot FROM messiah.field_snapshot)",
     )
@@ -338,9 +310,8 @@ pub unsafe extern "C-unwind" fn messiah_enforce_custom_fields(
         raise(
             Code::ERRCODE_CHECK_VIOLATION,
             format!(
-                "new row for relation \"{table}\" violates {} custom field rule{}",
-                outcome.errors.len(),
-                if outcome.errors.len() == 1 { "" } else { "s" }
+                "new row for relation \"{table}\" violates {}",
+                fields::violation_count(&outcome.errors)
             ),
             Some(fields::errors_detail(&outcome.errors)),
             Some("The tenant's field definitions are listed by messiah_list_fields() in the admin database.".into()),

@@ -306,9 +306,8 @@ fn messiah_apply_fields(
         Err(errors) => raise(
             Code::ERRCODE_CHECK_VIOLATION,
             format!(
-                "record for {entity_table} of tenant \"{id}\" violates {} custom field rule{}",
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" }
+                "record for {entity_table} of tenant \"{id}\" violates {}",
+                fields::violation_count(&errors)
             ),
             Some(fields::errors_detail(&errors)),
             Some("messiah_list_fields() shows the definitions.".into()),

@@ -48,3 +48,45 @@ pub fn text_rows(query: &str, args: &[DatumWithOid], ncols: usize) -> Vec<Vec<Op
     })
     .or_raise(query)
 }
+
+/// Runs as another role until dropped, the way SECURITY DEFINER functions and Postgres' RI
+/// triggers switch: `SetUserIdAndSecContext` with `SECURITY_LOCAL_USERID_CHANGE` (plus
+/// `extra` context flags). Dropping restores the previous role, also when unwinding from an
+/// error.
+pub struct AsUser {
+    user: pgrx::pg_sys::Oid,
+    context: i32,
+}
+
+impl AsUser {
+    /// Switches to `user`.
+    pub fn enter(user: pgrx::pg_sys::Oid, extra: i32) -> AsUser {
+        use pgrx::pg_sys;
+        let (mut saved, mut context) = (pg_sys::InvalidOid, 0);
+        // SAFETY: reading and setting this backend's current user and security context.
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut saved, &mut context);
+            pg_sys::SetUserIdAndSecContext(
+                user,
+                context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | extra,
+            );
+        }
+        AsUser {
+            user: saved,
+            context,
+        }
+    }
+
+    /// The current role (inside a SECURITY DEFINER function: its owner).
+    pub fn current() -> pgrx::pg_sys::Oid {
+        // SAFETY: a plain read of this backend's current user.
+        unsafe { pgrx::pg_sys::GetUserId() }
+    }
+}
+
+impl Drop for AsUser {
+    fn drop(&mut self) {
+        // SAFETY: restores the role and context saved by `enter`.
+        unsafe { pgrx::pg_sys::SetUserIdAndSecContext(self.user, self.context) };
+    }
+}

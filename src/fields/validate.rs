@@ -566,6 +566,22 @@ fn cap_errors(errors: &mut Vec<FieldError>, hidden: usize) {
     }
 }
 
+/// "1 custom field rule", "3 custom field rules", or "more than 20 custom field rules" when
+/// the report was cut (see [`MAX_ERRORS`]): the count for an error message.
+pub fn violation_count(errors: &[FieldError]) -> String {
+    let shown = errors
+        .iter()
+        .filter(|e| e.code != "too_many_errors")
+        .count();
+    if shown < errors.len() {
+        format!("more than {shown} custom field rules")
+    } else if shown == 1 {
+        "1 custom field rule".to_string()
+    } else {
+        format!("{shown} custom field rules")
+    }
+}
+
 /// The errors as a JSON array of `{"field", "code", "message"}` objects.
 pub fn errors_to_json(errors: &[FieldError]) -> Value {
     Value::Array(

@@ -95,3 +95,42 @@ fn ordinary_role_cannot_manage_tenants() {
         .get(0);
     assert_eq!(n, 0);
 }
+
+/// The README's way of delegating tenant management: a plain role granted EXECUTE can create
+/// and drop tenants (the drop runs at the end of COMMIT, still as the functions' owner).
+#[test]
+fn granted_role_creates_and_drops_tenants() {
+    drop_db("tenant_it_sec_svc");
+    let mut admin = admin_db("messiah_it_sec_svc");
+    admin
+        .batch_execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'messiah_it_svc') \
+             THEN CREATE ROLE messiah_it_svc LOGIN; END IF; END $$; \
+             GRANT EXECUTE ON FUNCTION messiah_create_tenant(text, text, text, text, text, jsonb, jsonb), \
+                 messiah_drop_tenant(text, boolean), \
+                 messiah_define_field(text, text, text, text, text, text, boolean, boolean, boolean, boolean, text, jsonb, jsonb) \
+                 TO messiah_it_svc",
+        )
+        .unwrap();
+    let mut svc = connect_as("messiah_it_svc", "messiah_it_sec_svc");
+    svc.execute(
+        "SELECT messiah_create_tenant('it_sec_svc', 'Svc', 'it-sec-svc')",
+        &[],
+    )
+    .unwrap();
+    svc.execute(
+        "SELECT messiah_define_field('it_sec_svc', 'clients', 'tier', 'text', 'Tier')",
+        &[],
+    )
+    .unwrap();
+    assert!(db_exists("tenant_it_sec_svc"));
+    let dropped: String = svc
+        .query_one("SELECT messiah_drop_tenant('it_sec_svc')::text", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        dropped,
+        r#"{"database": "tenant_it_sec_svc", "tenant_id": "it_sec_svc", "database_kept": false}"#
+    );
+    assert!(!db_exists("tenant_it_sec_svc"));
+}

@@ -15,6 +15,21 @@ eval "$("$ROOT/scripts/cluster.sh" start --fresh | grep '^export')"
 psql_() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 times_of() { grep -o 'Time: [0-9.]* ms' | awk '{print $2}'; }
 pct() { sort -n | awk -v p="$1" '{a[NR]=$1} END {i=int((NR-1)*p+0.5)+1; printf "%.1f", a[i]}'; }
+# Runs a psql script (extra arguments go to psql) in which "\echo <key>" precedes each timed
+# statement; appends each time (ms) to $tmp/<key>.t.
+timed() {
+    local file=$1; shift
+    psql_ "$@" -f "$file" 2>/dev/null | awk -v dir="$tmp" '/^[a-z_]+$/ {t=$1} /^Time: .* ms/ && t != "" {print $2 > (dir "/" t ".t"); t=""}'
+}
+# Prints p50, p95 and the p50 ratio to the baseline key for each "key:label".
+rows() {
+    local base; base=$(pct 0.5 <"$tmp/$1.t"); shift
+    for kl in "$@"; do
+        local k=${kl%%:*} label=${kl#*:}
+        local p50 p95; p50=$(pct 0.5 <"$tmp/$k.t"); p95=$(pct 0.95 <"$tmp/$k.t")
+        printf "%-46s %9s %9s %11.2fx\n" "$label" "$p50" "$p95" "$(echo "$p50 / $base" | bc -l)"
+    done
+}
 
 echo "== provisioning: $N tenants =="
 psql_ -c "SELECT messiah_create_tenant('bench_warm', 'warm', 'bench-warm')" >/dev/null
@@ -38,18 +53,10 @@ tmp=$(mktemp -d)
         echo "CREATE DATABASE bare_copy_$i TEMPLATE $TPL STRATEGY FILE_COPY;"
     done
 } >"$tmp/create.sql"
-psql_ -f "$tmp/create.sql" | awk '/^(create|bare_wal|bare_copy)$/ {t=$1} /^Time: .* ms/ && t != "" {print $2 > ("'"$tmp"'/" t ".t"); t=""}'
-base50=$(pct 0.5 <"$tmp/bare_wal.t")
+timed "$tmp/create.sql"
 printf "%-46s %9s %9s %12s\n" "" "p50 ms" "p95 ms" "p50 ratio"
-for k in bare_wal bare_copy create; do
-    case $k in
-        bare_wal) label="CREATE DATABASE ... STRATEGY WAL_LOG (baseline)";;
-        bare_copy) label="CREATE DATABASE ... STRATEGY FILE_COPY";;
-        create) label="messiah_create_tenant (WAL_LOG, at COMMIT)";;
-    esac
-    p50=$(pct 0.5 <"$tmp/$k.t"); p95=$(pct 0.95 <"$tmp/$k.t")
-    printf "%-46s %9s %9s %11.2fx\n" "$label" "$p50" "$p95" "$(echo "$p50 / $base50" | bc -l)"
-done
+rows bare_wal "bare_wal:CREATE DATABASE ... STRATEGY WAL_LOG (baseline)" \
+    "bare_copy:CREATE DATABASE ... STRATEGY FILE_COPY" "create:messiah_create_tenant (WAL_LOG, at COMMIT)"
 for i in $(seq 1 "$N"); do echo "DROP DATABASE bare_wal_$i; DROP DATABASE bare_copy_$i;"; done | psql_ >/dev/null
 
 # A cluster in use has dirty buffers; FILE_COPY checkpoints them (twice) on every CREATE
@@ -67,17 +74,9 @@ psql_ -c "CREATE TABLE bench_filler AS SELECT g AS id, repeat('x', 200) AS pad F
         echo "CREATE DATABASE dirty_copy_$i TEMPLATE $TPL STRATEGY FILE_COPY;"
     done
 } >"$tmp/dirty.sql"
-psql_ -f "$tmp/dirty.sql" | awk '/^(dirty_wal|dirty_copy)$/ {t=$1} /^Time: .* ms/ && t != "" {print $2 > ("'"$tmp"'/" t ".t"); t=""}'
-dbase=$(pct 0.5 <"$tmp/dirty_wal.t")
+timed "$tmp/dirty.sql"
 echo "with 16 MB of table updates before each clone ($D each, interleaved):"
-for k in dirty_wal dirty_copy; do
-    case $k in
-        dirty_wal) label="  CREATE DATABASE ... STRATEGY WAL_LOG";;
-        dirty_copy) label="  CREATE DATABASE ... STRATEGY FILE_COPY";;
-    esac
-    p50=$(pct 0.5 <"$tmp/$k.t"); p95=$(pct 0.95 <"$tmp/$k.t")
-    printf "%-46s %9s %9s %11.2fx\n" "$label" "$p50" "$p95" "$(echo "$p50 / $dbase" | bc -l)"
-done
+rows dirty_wal "dirty_wal:  CREATE DATABASE ... STRATEGY WAL_LOG" "dirty_copy:  CREATE DATABASE ... STRATEGY FILE_COPY"
 for i in $(seq 1 "$D"); do echo "DROP DATABASE dirty_wal_$i; DROP DATABASE dirty_copy_$i;"; done | psql_ >/dev/null
 psql_ -c "DROP TABLE bench_filler" >/dev/null
 
@@ -127,8 +126,8 @@ SQL
         done
     done
 } >"$tmp/insert.sql"
-psql_ -d tenant_bench_warm -f "$tmp/insert.sql" 2>/dev/null | awk '/^(bare_clients|clients|plpgsql_clients|bare_noidx|messiah_noidx|plpgsql_noidx)$/ {t=$1} /^Time: .* ms/ && t != "" {print t, $2; t=""}' >"$tmp/insert.t"
-median() { grep "^$1 " "$tmp/insert.t" | awk '{print $2}' | pct 0.5; }
+timed "$tmp/insert.sql" -d tenant_bench_warm
+median() { pct 0.5 <"$tmp/$1.t"; }
 report() {
     local base; base=$(median "$1")
     printf "%-44s %12s %12s %9s\n" "$4" "median ms" "us per row" "ratio"

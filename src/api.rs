@@ -18,7 +18,7 @@ pub const STATUSES: [&str; 3] = ["active", "inactive", "suspended"];
 /// Values of `settings.unknown_custom_fields` (DESIGN.md decision 6).
 pub const UNKNOWN_FIELD_POLICIES: [&str; 3] = ["reject", "strip", "allow"];
 
-fn invalid(message: String, detail: Option<String>, hint: Option<String>) -> ! {
+pub(crate) fn invalid(message: String, detail: Option<String>, hint: Option<String>) -> ! {
     raise(Code::ERRCODE_INVALID_PARAMETER_VALUE, message, detail, hint)
 }
 
@@ -49,7 +49,7 @@ pub(crate) fn required<'a>(what: &str, v: Option<&'a str>) -> &'a str {
     }
 }
 
-fn tenant_id_arg(v: Option<&str>) -> TenantId {
+pub(crate) fn tenant_id_arg(v: Option<&str>) -> TenantId {
     TenantId::parse(required("tenant_id", v))
         .unwrap_or_else(|e| invalid(e.to_string(), None, Some(TENANT_ID_RULE.into())))
 }
@@ -192,7 +192,7 @@ fn tenant_json(tenant_id: &str) -> Option<Value> {
     .map(|j| j.0)
 }
 
-fn not_found(tenant_id: &str) -> ! {
+pub(crate) fn not_found(tenant_id: &str) -> ! {
     raise(
         Code::ERRCODE_UNDEFINED_OBJECT,
         format!("tenant \"{tenant_id}\" does not exist"),

@@ -2,10 +2,10 @@
 //! checked when written; the validation engine's SQL faces; the snapshot push into tenant
 //! databases at COMMIT.
 
-use crate::api::{not_null, required};
+use crate::api::{invalid, not_found, not_null, required, tenant_id_arg};
 use crate::err::{raise, Code, SpiExt};
 use crate::fields::{self, CompiledSnapshot, FieldSpec};
-use crate::ident::{quote_literal, TenantId, TENANT_ID_RULE};
+use crate::ident::{quote_literal, TenantId};
 use crate::jsonarg::JsonbArg;
 use crate::provision::Server;
 use crate::remote::dblink;
@@ -14,25 +14,16 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
-fn invalid(message: String, detail: Option<String>, hint: Option<String>) -> ! {
-    raise(Code::ERRCODE_INVALID_PARAMETER_VALUE, message, detail, hint)
-}
-
+/// A tenant id that exists in the catalog: 22023 if invalid, 42704 if unknown.
 fn tenant(tenant_id: &str) -> TenantId {
-    let id = TenantId::parse(tenant_id)
-        .unwrap_or_else(|e| invalid(e.to_string(), None, Some(TENANT_ID_RULE.into())));
+    let id = tenant_id_arg(Some(tenant_id));
     let exists = one::<bool>(
         "SELECT true FROM messiah.tenants WHERE tenant_id = $1",
         &[id.as_str().into()],
     )
     .unwrap_or(false);
     if !exists {
-        raise(
-            Code::ERRCODE_UNDEFINED_OBJECT,
-            format!("tenant \"{id}\" does not exist"),
-            None,
-            Some("messiah_list_tenants() lists the tenants.".into()),
-        );
+        not_found(id.as_str());
     }
     id
 }

@@ -410,14 +410,7 @@ fn check_schema<'a, V: JsonView<'a>>(
             Ok(messages) => {
                 errors.extend(messages.into_iter().map(|m| err(&f.name, "schema", m)));
             }
-            Err(reason) => errors.push(err(
-                &f.name,
-                "schema",
-                format!(
-                    "{} could not be checked against its schema: {reason}",
-                    quote(&f.name)
-                ),
-            )),
+            Err(reason) => errors.push(unchecked(f, &reason)),
         }
     };
     if let Some(instance) = v.as_serde() {
@@ -426,15 +419,20 @@ fn check_schema<'a, V: JsonView<'a>>(
     }
     match v.to_serde() {
         Ok(instance) => schema_errors(&instance, errors),
-        Err(reason) => errors.push(err(
-            &f.name,
-            "schema",
-            format!(
-                "{} could not be checked against its schema: {reason}",
-                quote(&f.name)
-            ),
-        )),
+        Err(reason) => errors.push(unchecked(f, &reason)),
     }
+}
+
+/// The `schema` error for a value that could not be run through the JSON Schema validator.
+fn unchecked(f: &CompiledField, reason: &str) -> FieldError {
+    err(
+        &f.name,
+        "schema",
+        format!(
+            "{} could not be checked against its schema: {reason}",
+            quote(&f.name)
+        ),
+    )
 }
 
 fn missing(f: &CompiledField, op: Operation, out: &mut Outcome) {

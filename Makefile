@@ -3,15 +3,27 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 CLUSTER := scripts/cluster.sh
 PGRX_TEST_DATA := /tmp/messiah-pgrx-test
 
-.PHONY: deps install cluster stop demo test lint unit regress integration bench clean
+.PHONY: deps install tenant-extension cluster stop demo test lint unit regress integration bench clean
 
 deps:
 	@scripts/deps.sh
 
-# Builds messiah and installs it into the system PostgreSQL 15 (we are root).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+EXTDIR = $(shell $(PG_CONFIG) --sharedir)/extension
+
+# Builds messiah (release: the build users get) and installs it into the system PostgreSQL
+# 15 (we are root): the messiah extension, and messiah_tenant, the tenant-side extension that
+# every tenant database carries (same library).
 install: deps
-	@cargo pgrx install --pg-config $(PG_CONFIG) $(if $(RELEASE),--release,) >/tmp/messiah-install.log 2>&1 \
+	@cargo pgrx install --release --pg-config $(PG_CONFIG) >/tmp/messiah-install.log 2>&1 \
 	  || { cat /tmp/messiah-install.log; exit 1; }
+	@$(MAKE) -s tenant-extension
+
+# The tenant-side extension's control and script files (no build: its functions are in the
+# library `make install` builds).
+tenant-extension:
+	@sed 's/@VERSION@/$(VERSION)/' messiah_tenant.control.in > $(EXTDIR)/messiah_tenant.control
+	@cp sql/messiah_tenant.sql $(EXTDIR)/messiah_tenant--$(VERSION).sql
 
 cluster: install
 	@$(CLUSTER) start
@@ -27,7 +39,7 @@ lint: deps
 	cargo clippy --all-targets --features "pg15 pg_test integration" -- -D warnings
 
 # Unit tests (pure Rust) and #[pg_test]s, in pgrx's own throwaway cluster.
-unit: deps
+unit: deps tenant-extension
 	rm -rf $(PGRX_TEST_DATA)
 	cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_DATA)
 

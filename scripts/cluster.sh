@@ -25,6 +25,12 @@ start)
     fi
     mkdir -p "$BASE"
     chown postgres:postgres "$BASE"
+    if [ ! -f "$BASE/messiah.key" ]; then
+        # The key that encrypts secrets in the catalog: 32 random bytes in hex, readable only
+        # by the server's OS user (README "Secrets").
+        (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$BASE/messiah.key")
+        chown postgres:postgres "$BASE/messiah.key"
+    fi
     if [ ! -f "$DATA/PG_VERSION" ]; then
         as_pg "$BIN/initdb" -D "$DATA" -U postgres -E UTF8 --locale=C.UTF-8 -A trust >/dev/null
         cat >>"$DATA/postgresql.conf" <<CONF
@@ -32,8 +38,9 @@ port = $PORT
 listen_addresses = ''
 unix_socket_directories = '$SOCK'
 shared_preload_libraries = 'messiah'
-messiah.database = '$ADMIN_DB'
-messiah.sweep_interval = 1000
+messiah.sweep_interval = 2000
+messiah.key_file = '$BASE/messiah.key'
+max_worker_processes = 32
 max_connections = 200
 fsync = off
 log_min_messages = warning

@@ -1,5 +1,17 @@
 -- messiah admin catalog (the original design's tables, ../shared/SEED.md "Admin catalog"),
--- plus the columns and tables provisioning needs. Loaded by extension_sql_file! (src/lib.rs).
+-- plus what provisioning, servers, ownership and the outbox need. Loaded first by
+-- extension_sql_file! (src/lib.rs).
+
+-- The engine reads jsonb keys and text as UTF-8: the admin database must be UTF8 (tenant
+-- databases and templates are always created UTF8).
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RAISE EXCEPTION 'messiah needs a UTF8 database; this one is %', pg_catalog.getdatabaseencoding()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'CREATE DATABASE ... ENCODING ''UTF8'' TEMPLATE template0, then CREATE EXTENSION messiah there.';
+    END IF;
+END $$;
 
 CREATE SCHEMA IF NOT EXISTS messiah;
 REVOKE ALL ON SCHEMA messiah FROM PUBLIC;
@@ -7,14 +19,54 @@ REVOKE ALL ON SCHEMA messiah FROM PUBLIC;
 CREATE FUNCTION messiah.touch_updated_at() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    NEW.updated_at := now();
+    NEW.updated_at := pg_catalog.now();
     RETURN NEW;
 END $$;
 COMMENT ON FUNCTION messiah.touch_updated_at() IS
   'BEFORE UPDATE trigger: sets updated_at to now() (transaction start time), as the original design keeps updated_at.';
 
+-- The identity of this admin installation (DESIGN.md decision 10): generated at CREATE
+-- EXTENSION, named by every tenant database's marker. Deliberately not in
+-- pg_extension_config_dump: a restored dump gets a new identity, so a copy never manages the
+-- original's tenant databases until told to take over (messiah_takeover).
+CREATE TABLE messiah.installation (
+    singleton  boolean PRIMARY KEY DEFAULT true CONSTRAINT installation_one_row CHECK (singleton),
+    id         uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid(),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+INSERT INTO messiah.installation DEFAULT VALUES;
+COMMENT ON TABLE messiah.installation IS
+  'Identity of this admin installation; not dumped, so a restored copy gets its own.';
+
+CREATE FUNCTION messiah.installation_id() RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT i.id FROM messiah.installation i
+$$;
+COMMENT ON FUNCTION messiah.installation_id() IS 'The id of this admin installation.';
+
+-- Servers that hold tenant databases (DESIGN.md decision 9). `local` is this cluster,
+-- registered at CREATE EXTENSION (sql/finalize.sql) and never dumped (a restore registers its
+-- own cluster). conninfo is libpq keyword/value without a password: passwords come from the
+-- password file of the server's OS user (libpq's passfile).
+CREATE TABLE messiah.servers (
+    id         bigserial PRIMARY KEY,
+    name       text NOT NULL UNIQUE
+               CONSTRAINT servers_name_format
+               CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]*$' AND pg_catalog.octet_length(name) OPERATOR(pg_catalog.<=) 63),
+    conninfo   text NOT NULL,
+    status     text NOT NULL DEFAULT 'active'
+               CONSTRAINT servers_status CHECK (status IN ('active', 'draining', 'offline')),
+    capacity   integer CONSTRAINT servers_capacity CHECK (capacity IS NULL OR capacity >= 0),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE TRIGGER servers_touch BEFORE UPDATE ON messiah.servers
+    FOR EACH ROW EXECUTE FUNCTION messiah.touch_updated_at();
+COMMENT ON TABLE messiah.servers IS
+  'Servers that hold tenant databases; local is the cluster of this admin database.';
+
 CREATE TABLE messiah.tenants (
-    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id              uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
     tenant_id       text NOT NULL UNIQUE
                     -- DESIGN.md decision 4: the same rule messiah_create_tenant checks (22023),
                     -- kept here too so a direct INSERT cannot bypass it.
@@ -35,28 +87,39 @@ CREATE TABLE messiah.tenants (
     -- added by messiah: where the tenant's database lives
     database_name   text NOT NULL UNIQUE
                     CONSTRAINT tenants_database_name_rule CHECK (database_name = 'tenant_' || tenant_id),
-    server_conninfo text NOT NULL,
-    -- bumped on every change of the tenant's field definitions or unknown-field policy;
-    -- the version of the definition snapshot copied into the tenant database
-    fields_version  bigint NOT NULL DEFAULT 0
+    server_id       bigint NOT NULL REFERENCES messiah.servers (id),
+    -- version of the catalog copy (field definitions, unknown-field policy, tenant row) in
+    -- the tenant database; from a sequence, so it never goes back
+    snapshot_version bigint NOT NULL DEFAULT 0,
+    -- what is in flight (DESIGN.md decision 3): provisioning (inserted, database created at
+    -- COMMIT), ready, dropping (drop committed, database dropped by the executor)
+    lifecycle       text NOT NULL DEFAULT 'provisioning'
+                    CONSTRAINT tenants_lifecycle CHECK (lifecycle IN ('provisioning', 'ready', 'dropping')),
+    -- the installation that manages this tenant (a restored copy's rows name the original)
+    installation_id uuid NOT NULL DEFAULT messiah.installation_id(),
+    -- the (sub)transaction that inserted the row, as named in the database's marker
+    creating_xid    xid8
 );
 CREATE INDEX tenants_status_idx ON messiah.tenants (status);
 CREATE INDEX tenants_slug_idx ON messiah.tenants (slug);
+CREATE INDEX tenants_server_idx ON messiah.tenants (server_id);
 COMMENT ON TABLE messiah.tenants IS
-  'Tenant catalog (original design). One row per tenant; its database is database_name on the server reached by server_conninfo.';
-COMMENT ON COLUMN messiah.tenants.server_conninfo IS
-  'libpq key/value conninfo of the server holding the tenant database, without dbname (GUC messiah.server_conninfo at creation time). May hold a password: never returned by messiah_* functions.';
+  'Tenant catalog (original design). One row per tenant; its database is database_name on server server_id.';
+COMMENT ON COLUMN messiah.tenants.lifecycle IS
+  'provisioning (database created at COMMIT) | ready | dropping (database dropped after COMMIT by the executor).';
 
 CREATE TRIGGER tenants_touch BEFORE UPDATE ON messiah.tenants
     FOR EACH ROW EXECUTE FUNCTION messiah.touch_updated_at();
 
+-- anon_key and service_key hold ciphertext (src/secrets): msk1:<key id>:<base64>. The CHECK
+-- refuses clear text written directly.
 CREATE TABLE messiah.tenant_supabase_configs (
     id                  uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     tenant_id           text REFERENCES messiah.tenants (tenant_id) ON DELETE CASCADE,
     supabase_project_id text NOT NULL,
     supabase_url        text NOT NULL,
-    anon_key            text NOT NULL,
-    service_key         text NOT NULL,
+    anon_key            text NOT NULL CONSTRAINT anon_key_sealed CHECK (anon_key ~ '^msk1:[0-9a-f]{16}:'),
+    service_key         text NOT NULL CONSTRAINT service_key_sealed CHECK (service_key ~ '^msk1:[0-9a-f]{16}:'),
     region              text DEFAULT 'us-east-1',
     plan                text DEFAULT 'free' CHECK (plan IN ('free', 'pro', 'team', 'enterprise')),
     is_active           boolean DEFAULT true,
@@ -67,7 +130,7 @@ CREATE INDEX tenant_supabase_configs_tenant_id_idx ON messiah.tenant_supabase_co
 CREATE TRIGGER tenant_supabase_configs_touch BEFORE UPDATE ON messiah.tenant_supabase_configs
     FOR EACH ROW EXECUTE FUNCTION messiah.touch_updated_at();
 COMMENT ON TABLE messiah.tenant_supabase_configs IS
-  'Supabase project of a tenant (original design). service_key is a secret: messiah_* functions return it masked.';
+  'Supabase project of a tenant (original design). anon_key and service_key are encrypted (messiah.key_file); read them with messiah_get_secret().';
 
 CREATE TABLE messiah.extension_field_definitions (
     id               bigserial PRIMARY KEY,
@@ -96,19 +159,27 @@ CREATE TRIGGER extension_field_definitions_touch BEFORE UPDATE ON messiah.extens
 COMMENT ON TABLE messiah.extension_field_definitions IS
   'Typed custom-field definitions per tenant and entity table (original design). Enforced inside each tenant database from a copy (DESIGN.md decision 5).';
 
--- Provisioning journal: one row per CREATE DATABASE issued for a tenant, written over a
--- separate connection (so it survives the creating transaction's abort) before the
--- database is created. A row whose creating transaction aborted, and whose database has
--- no committed catalog row, marks a database to drop (DESIGN.md decision 3).
-CREATE TABLE messiah.provisioning_journal (
+-- The outbox (DESIGN.md decision 3): remote actions written by the transaction that decides
+-- them, so they commit or abort with the catalog change, and carried out after COMMIT by the
+-- executor (a background worker per admin database, or the next messiah call). Not dumped:
+-- a restored copy must not carry out the original's pending actions.
+CREATE TABLE messiah.outbox (
+    id              bigserial PRIMARY KEY,
+    action          text NOT NULL CONSTRAINT outbox_action
+                    CHECK (action IN ('drop_database', 'push_snapshot', 'claim_database')),
+    tenant_id       text NOT NULL,
+    server_id       bigint NOT NULL,
     database_name   text NOT NULL,
-    server_conninfo text NOT NULL,
-    creating_xid    xid8 NOT NULL,
-    created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (database_name, creating_xid)
+    payload         jsonb NOT NULL DEFAULT '{}',
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    last_error      text
 );
-COMMENT ON TABLE messiah.provisioning_journal IS
-  'Databases being created by a transaction that has not yet committed; swept by messiah.sweep() when that transaction aborted.';
+CREATE INDEX outbox_due_idx ON messiah.outbox (next_attempt_at);
+CREATE INDEX outbox_tenant_idx ON messiah.outbox (tenant_id, action);
+COMMENT ON TABLE messiah.outbox IS
+  'Remote actions committed with a catalog change and carried out after COMMIT (drop_database, push_snapshot, claim_database).';
 
 -- Databases kept by messiah_drop_tenant(keep_database => true): no longer tenants, but
 -- not orphans either, so messiah_reconcile(repair => true) leaves them alone.
@@ -120,9 +191,18 @@ CREATE TABLE messiah.detached_databases (
 COMMENT ON TABLE messiah.detached_databases IS
   'Tenant databases detached from the catalog by messiah_drop_tenant(keep_database => true).';
 
--- Versions of definition snapshots (tenants.fields_version). A sequence, because its values
--- are never reused after a rollback: see src/fields_api.rs bump_version.
-CREATE SEQUENCE messiah.fields_version_seq;
+-- Roles given the management API by messiah_grant_admin(); every extension version's script
+-- re-grants its functions to them (src/security/grants.rs).
+CREATE TABLE messiah.admin_roles (
+    role_name  name PRIMARY KEY,
+    granted_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE messiah.admin_roles IS
+  'Roles granted the management functions with messiah_grant_admin().';
+
+-- Versions of catalog copies (tenants.snapshot_version). A sequence, because its values
+-- are never reused after a rollback.
+CREATE SEQUENCE messiah.snapshot_version_seq;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA messiah FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA messiah FROM PUBLIC;

@@ -1,100 +1,120 @@
 -- Runs last in the extension script: objects that need the Rust functions, privileges and
 -- comments.
 
--- Provisioning at COMMIT (DESIGN.md decision 3, mechanism (b)): a deferred constraint trigger
--- creates the database of an inserted tenant and drops the database of a deleted one, after
--- every statement of the transaction and only if it is about to commit.
+-- Provisioning at COMMIT (DESIGN.md decision 3): a deferred constraint trigger creates the
+-- database of a tenant inserted by messiah_create_tenant, after every statement of the
+-- transaction and only if it is about to commit. Rows loaded by a restore arrive as 'ready'
+-- and create nothing.
 CREATE FUNCTION messiah.tenants_provision() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        -- created and dropped in the same transaction: nothing to create
-        IF EXISTS (SELECT 1 FROM messiah.tenants t WHERE t.id = NEW.id) THEN
-            PERFORM messiah.create_tenant_database(NEW.tenant_id, NEW.database_name, NEW.server_conninfo);
-        END IF;
-    ELSIF NOT EXISTS (SELECT 1 FROM messiah.detached_databases d WHERE d.database_name = OLD.database_name)
-          AND NOT EXISTS (SELECT 1 FROM messiah.tenants t WHERE t.database_name = OLD.database_name) THEN
-        PERFORM messiah.drop_tenant_database(OLD.database_name, OLD.server_conninfo);
+    -- created and dropped in the same transaction: nothing to create
+    IF EXISTS (SELECT 1 FROM messiah.tenants t
+               WHERE t.id OPERATOR(pg_catalog.=) NEW.id
+                 AND t.lifecycle OPERATOR(pg_catalog.=) 'provisioning') THEN
+        PERFORM messiah.create_tenant_database(NEW.id);
     END IF;
     RETURN NULL;
 END $$;
-CREATE CONSTRAINT TRIGGER tenants_provision AFTER INSERT OR DELETE ON messiah.tenants
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION messiah.tenants_provision();
+CREATE CONSTRAINT TRIGGER tenants_provision AFTER INSERT ON messiah.tenants
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (NEW.lifecycle = 'provisioning')
+    EXECUTE FUNCTION messiah.tenants_provision();
 
--- pg_dump of the admin database must carry the catalog (extension member tables are
--- otherwise skipped).
+-- This cluster, as the server `local` (never dumped: a restore registers its own cluster).
+SELECT messiah.register_local_server();
+
+-- pg_dump of the admin database carries the catalog (extension member tables are otherwise
+-- skipped). Not dumped on purpose: messiah.installation (identity), messiah.outbox (pending
+-- remote actions of the original), the local server row.
 SELECT pg_catalog.pg_extension_config_dump('messiah.tenants', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.tenant_supabase_configs', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.extension_field_definitions', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.extension_field_definitions_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.detached_databases', '');
-SELECT pg_catalog.pg_extension_config_dump('messiah.fields_version_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('messiah.field_snapshot', '');
+SELECT pg_catalog.pg_extension_config_dump('messiah.admin_roles', '');
+SELECT pg_catalog.pg_extension_config_dump('messiah.snapshot_version_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('messiah.servers', 'WHERE name <> ''local''');
+SELECT pg_catalog.pg_extension_config_dump('messiah.servers_id_seq', '');
 
-COMMENT ON FUNCTION @extschema@.messiah_create_tenant(text, text, text, text, text, jsonb, jsonb) IS
-$$Creates a tenant. Args: tenant_id text (^[a-z][a-z0-9_]*$, <= 56 bytes), name text, slug text (a-z0-9 groups joined by '-', <= 63 bytes), contact_email text, contact_name text, settings jsonb object (unknown_custom_fields: reject|strip|allow), config jsonb (Supabase: supabase_project_id, supabase_url, anon_key, service_key, region, plan, is_active). Writes the catalog row now and creates database tenant_<tenant_id> from the template at COMMIT; a rollback leaves nothing. Returns the tenant as jsonb ("database" = database name). Errors: 22023 invalid argument, 22004 null, 23505 id/slug taken, 42P04 database exists (left untouched). Source: original design "Create tenant"; DESIGN.md decisions 3-4.$$;
+-- DROP EXTENSION messiah (or DROP SCHEMA messiah) while tenants exist is refused
+-- (src/security/ddl_guard.rs): it would orphan every tenant database.
+CREATE FUNCTION messiah.ddl_guard() RETURNS event_trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'messiah_ddl_guard';
+CREATE EVENT TRIGGER messiah_ddl_guard ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA')
+    EXECUTE FUNCTION messiah.ddl_guard();
+COMMENT ON FUNCTION messiah.ddl_guard() IS
+$$Event trigger (ddl_command_start): refuses DROP EXTENSION messiah and DROP SCHEMA messiah while tenants exist (2BP01), since the tenant databases would be orphaned. DESIGN.md decision 10.$$;
+
+-- Secrets never reach the server log (DESIGN.md decision 8): an error raised inside these
+-- functions does not log the calling statement, which may carry a secret as a literal.
+-- log_min_error_statement is superuser-only, so only a superuser-owned function can carry it.
+ALTER FUNCTION @extschema@.messiah_create_tenant(text, text, text, text, text, jsonb, jsonb, text)
+    SET log_min_error_statement = panic;
+ALTER FUNCTION @extschema@.messiah_set_supabase_config(text, jsonb)
+    SET log_min_error_statement = panic;
+
+-- Every exposed function and internal function carries a COMMENT: argument shapes, units,
+-- errors with SQLSTATEs and the source of the behaviour (messiah_openapi() publishes them).
+COMMENT ON FUNCTION @extschema@.messiah_create_tenant(text, text, text, text, text, jsonb, jsonb, text) IS
+$$Creates a tenant. Args: tenant_id text (^[a-z][a-z0-9_]*$, <= 56 bytes), name text (<= 200 code points, no control characters), slug text (a-z0-9 groups joined by '-', <= 63 bytes), contact_email text (WHATWG e-mail, <= 254 bytes), contact_name text (<= 200 code points), settings jsonb object (<= 64 KiB; unknown_custom_fields: reject|strip|allow), config jsonb (Supabase: supabase_project_id, supabase_url, anon_key, service_key (encrypted at rest), region, plan, is_active; <= 4 KiB each), server text (a registered server; null: the active server with the fewest tenants under its capacity). Writes the catalog row now and creates database tenant_<tenant_id> from the template at COMMIT; a rollback or a failed COMMIT leaves nothing. Returns the tenant as jsonb. Errors: 22023 invalid argument, 54000 too large, 22004 null, 23505 id/slug taken, 55006 still being dropped, 42P04 database exists (left untouched), 42704/55000/53400 server, F0000 no key file for a config. Errors raised inside never log the calling statement (log_min_error_statement). Source: original design "Create tenant"; DESIGN.md decisions 3, 4, 8.$$;
 COMMENT ON FUNCTION @extschema@.messiah_get_tenant(text) IS
-$$Returns the tenant as jsonb (no secrets; Supabase service_key masked). Errors: 22023 invalid tenant_id, 42704 no such tenant.$$;
+$$Returns the tenant as jsonb (no secrets; Supabase keys masked). Errors: 22023 invalid tenant_id, 42704 no such tenant (or being dropped).$$;
 COMMENT ON FUNCTION @extschema@.messiah_list_tenants(text, bigint, bigint) IS
-$$Tenants as jsonb rows ordered by tenant_id. Args: status text (active|inactive|suspended or null for all), offset bigint >= 0, limit bigint 1..1000 (default 100). Errors: 22023.$$;
+$$Tenants as jsonb rows ordered by tenant_id, those being dropped excluded. Args: status text (active|inactive|suspended or null for all), offset bigint >= 0, limit bigint 1..1000 (default 100). Errors: 22023.$$;
 COMMENT ON FUNCTION @extschema@.messiah_update_tenant(text, jsonb) IS
-$$Updates name, slug, contact_email, contact_name and settings (merged by JSON Merge Patch, RFC 7396) from a jsonb patch; returns the tenant. Errors: 22023 unknown key or bad value, 23505 slug taken, 42704 no such tenant.$$;
+$$Updates name, slug, contact_email, contact_name and settings (merged by JSON Merge Patch, RFC 7396) from a jsonb patch (<= 64 KiB); the tenant database's copy of the row follows after COMMIT. Returns the tenant. Errors: 22023 unknown key or bad value, 54000 too large, 23505 slug taken, 42704 no such tenant, 55000 managed by another installation.$$;
 COMMENT ON FUNCTION @extschema@.messiah_set_tenant_status(text, text) IS
-$$Sets status to active, inactive or suspended (original design CHECK); returns the tenant. Errors: 22023 unknown status, 42704 no such tenant.$$;
+$$Sets status to active, inactive or suspended (original design CHECK); returns the tenant. Errors: 22023 unknown status, 42704 no such tenant, 55000 managed by another installation.$$;
+COMMENT ON FUNCTION @extschema@.messiah_set_supabase_config(text, jsonb) IS
+$$Sets (replaces) a tenant's Supabase config (keys as in messiah_create_tenant's config), anon_key and service_key encrypted with the current key of messiah.key_file. Returns the tenant (keys masked). Errors: 22023/54000 invalid config, 42704 no such tenant, F0000 no usable key file. Errors never log the calling statement.$$;
 COMMENT ON FUNCTION @extschema@.messiah_drop_tenant(text, boolean) IS
-$$Deletes the tenant's catalog rows now and drops its database at COMMIT WITH (FORCE) (connected sessions are disconnected); keep_database => true keeps the database, recorded in messiah.detached_databases. Returns {"tenant_id","database","database_kept"}. Errors: 22023, 42704.$$;
-COMMENT ON FUNCTION @extschema@.messiah_reconcile(boolean) IS
-$$Lists (repair => false) or fixes (repair => true) drift: orphan_database (named tenant_<id>, no catalog row; repair drops it when messiah created it for this admin database), missing_database (catalog row without database; repair recreates it empty), aborted_creation (swept from the provisioning journal), stale_template (a template database of an earlier build; repair drops it). Returns rows (kind, tenant_id, database_name, action).$$;
-COMMENT ON FUNCTION messiah.sweep() IS
-$$Drops tenant databases whose creating transaction aborted inside COMMIT (provisioning journal) and returns their names. Run by the sweeper background worker, messiah_create_tenant and messiah_reconcile(repair => true).$$;
-
--- Definition changes bump tenants.fields_version; at COMMIT the new snapshot is pushed into
--- the tenant database (DESIGN.md decision 5). Only the last bump of a transaction pushes.
-CREATE FUNCTION messiah.tenants_push_fields() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM messiah.tenants t WHERE t.id = NEW.id AND t.fields_version = NEW.fields_version) THEN
-        PERFORM messiah.push_field_snapshot(NEW.tenant_id);
-    END IF;
-    RETURN NULL;
-END $$;
-CREATE CONSTRAINT TRIGGER tenants_push_fields AFTER UPDATE OF fields_version ON messiah.tenants
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-    WHEN (NEW.fields_version IS DISTINCT FROM OLD.fields_version)
-    EXECUTE FUNCTION messiah.tenants_push_fields();
-
+$$Drops a tenant: the row is marked dropping now (gone from get/list), and after COMMIT the executor drops its database WITH (FORCE) (only if its marker says this installation created it under that name) and deletes the catalog rows. A rollback or failed COMMIT drops nothing. keep_database => true removes the rows now and keeps the database (messiah.detached_databases). Returns {"tenant_id","database","database_kept"}. Errors: 22023, 42704, 55000 managed by another installation (only keep_database => true is allowed). DESIGN.md decision 3.$$;
+COMMENT ON FUNCTION @extschema@.messiah_reconcile(boolean, boolean) IS
+$$Lists (repair => false) or fixes (repair => true) drift, as rows (kind, tenant_id, database_name, action, server). Kinds: aborted_creation (repair drops it: proven garbage of this installation), orphan_database (no catalog row: always left alone, reported with size and, with deep, row counts), missing_database (repair recreates it empty), snapshot_drift (deep: the tenant database's catalog copy differs; repair installs the catalog's), foreign_tenant (another installation manages the row), owned_elsewhere (the database names another installation), stale_template (repair drops it), pending_action (a queued remote action that failed; repair runs it). Without repair or deep, local databases are read from the shared catalogs only (no connection).$$;
+COMMENT ON FUNCTION @extschema@.messiah_run_pending(integer) IS
+$$Carries out the queued remote actions (drop_database, push_snapshot, claim_database) now in this session; with wait_ms > 0 (milliseconds) waits that long at most for the ones another session runs or that fail and are retried. Returns {"done","failed","pending","actions":[{"action","tenant_id","database","outcome"}]}. Errors: 22004, 22023 negative wait.$$;
+COMMENT ON FUNCTION @extschema@.messiah_adopt_database(text, text) IS
+$$Brings an orphan tenant database (named tenant_<id>, no catalog row) on a server (default local) back into the catalog from the copy it keeps of its own catalog row and field definitions; its marker is rewritten to this installation after COMMIT. Returns the tenant. Errors: 22023 not a tenant database name, 3D000 no such database, 55000 a row names it or it has no catalog copy, 23505 tenant_id or slug taken. DESIGN.md decision 10.$$;
+COMMENT ON FUNCTION @extschema@.messiah_drop_orphan(text, text) IS
+$$Drops at once, on purpose, a database named like a tenant database (or a temporary messiah_new_ database) that no catalog row names, on a server (default local). Returns {"database","server","dropped","size_bytes"}. Errors: 22023 not a tenant database name, 3D000 no such database, 55000 a catalog row names it.$$;
+COMMENT ON FUNCTION @extschema@.messiah_takeover() IS
+$$Makes this installation manage the tenants another installation's id names (a restored copy replacing the original); markers and catalog copies are rewritten after COMMIT, after which the original sees those tenants as not its own. Returns rows (tenant_id, outcome). DESIGN.md decision 10.$$;
+COMMENT ON FUNCTION @extschema@.messiah_get_secret(text, text) IS
+$$Returns a secret in clear text: name anon_key or service_key of the tenant's Supabase config. Not granted by messiah_grant_admin; grant it explicitly. Errors: 22023 unknown name, 42704 no such tenant or config, F0000 no usable key file or the sealing key is missing, XX001 altered ciphertext.$$;
+COMMENT ON FUNCTION @extschema@.messiah_rotate_key() IS
+$$Re-encrypts every stored secret with the current (first) key of messiah.key_file in one transaction and returns how many. Not granted by messiah_grant_admin. Errors: F0000 no usable key file or a secret sealed by a key no longer in the file.$$;
+COMMENT ON FUNCTION @extschema@.messiah_grant_admin(text) IS
+$$Grants the management API (EXECUTE on every messiah_* function except messiah_get_secret, messiah_rotate_key and the grant functions) to a role, now and after every upgrade (recorded in messiah.admin_roles). For Supabase: SELECT messiah_grant_admin('service_role'). Returns {"role","functions":[...]}. Errors: 22004, 42704 no such role.$$;
+COMMENT ON FUNCTION @extschema@.messiah_revoke_admin(text) IS
+$$Revokes what messiah_grant_admin granted to a role and forgets it. Returns {"role","functions":[...]}. Errors: 22004, 42704 no such role.$$;
+COMMENT ON FUNCTION @extschema@.messiah_openapi() IS
+$$Returns an OpenAPI 3.1 document (jsonb) describing POST /rpc/<name> for every exposed messiah_* function as PostgREST serves it: argument names and JSON types, required arguments (those without a default), return shapes, descriptions from these COMMENTs.$$;
 COMMENT ON FUNCTION @extschema@.messiah_define_field(text, text, text, text, text, text, boolean, boolean, boolean, boolean, text, jsonb, jsonb) IS
-$$Creates or updates (and reactivates) a custom-field definition; returns it as jsonb. Args: tenant_id, entity_table (clients|projects|activities), field_name (^[a-z][a-z0-9_]*$, <= 40 bytes, not a base column), field_type (text|number|boolean|date|json|select), display_name, description, is_required, is_searchable, is_filterable/is_sortable (keep an expression index on custom_fields -> field_name in the tenant database), default_value (text parsed as the type, must pass the rules), validation_rules (jsonb object; text: minLength, maxLength in code points, pattern (regex crate, unanchored), format email|uri|uuid; number: min, max, integer; date: min, max; json: schema (JSON Schema); select: options, multiple), ui_config (jsonb object). Enforced in the tenant database from the COMMIT on. Errors: 22023 naming the field, 22004 null, 42704 no such tenant. Source: original design extension_field_definitions; DESIGN.md decisions 5-6.$$;
+$$Creates or updates (and reactivates) a custom-field definition; returns it as jsonb. Args: tenant_id, entity_table (clients|projects|activities), field_name (^[a-z][a-z0-9_]*$, <= 40 bytes, not a base column), field_type (text|number|boolean|date|json|select), display_name (<= 200 code points), description (<= 2000 code points), is_required, is_searchable, is_filterable, is_sortable (index per the README's index table), default_value (text parsed as the type, must pass every rule including is_required, <= 8 KiB), validation_rules (jsonb object <= 64 KiB; text: minLength, maxLength in code points, pattern (ECMA-262 classes, linear time), format email|uri|uuid; number: min, max, integer; date: min, max; json: schema (JSON Schema); select: options, multiple), ui_config (jsonb object <= 64 KiB). The tenant database enforces it once the catalog copy is pushed after COMMIT (milliseconds with the executor worker). Errors: 22023 naming the field, 54000 too large, 22004 null, 42704 no such tenant, 55000 managed by another installation. Source: original design extension_field_definitions; DESIGN.md decisions 5-6.$$;
 COMMENT ON FUNCTION @extschema@.messiah_drop_field(text, text, text) IS
 $$Deactivates a field definition (is_active = false; its index in the tenant database is dropped); stored values stay, new writes treat the key as unknown. Returns the definition. Errors: 22023, 22004, 42704 no such tenant or field.$$;
 COMMENT ON FUNCTION @extschema@.messiah_list_fields(text, text) IS
 $$A tenant's field definitions (active and inactive) as jsonb rows ordered by entity_table, field_name; entity_table null for all. Errors: 22023, 22004, 42704.$$;
 COMMENT ON FUNCTION @extschema@.messiah_validate_custom_fields(text, text, jsonb) IS
-$$Validates a custom_fields document against the tenant's active definitions of entity_table as an INSERT would; returns a jsonb array of {"field","code","message"} (empty: valid). Codes: not_object, required, type, min_length, max_length, pattern, format, minimum, maximum, integer, date, schema, option, duplicate, unknown_field. Errors: 22023, 22004, 42704.$$;
+$$Validates a custom_fields document against the tenant's active definitions of entity_table as an INSERT would; returns a jsonb array of {"field","code","message"} (empty: valid). Codes: not_object, required, type, min_length, max_length, pattern, format, minimum, maximum, integer, date, schema, option, duplicate, unknown_field, index_limit, too_many_errors. Errors: 22023, 22004, 42704.$$;
 COMMENT ON FUNCTION @extschema@.messiah_apply_fields(text, text, jsonb) IS
 $$The original design's applyFields: moves the keys of a flat record that are defined fields into custom_fields, keeps base columns, applies the unknown-field policy and defaults, validates; returns the record ready to insert. Errors: 23514 with every failing field in DETAIL, 22023, 22004, 42704.$$;
 COMMENT ON FUNCTION @extschema@.messiah_check_existing(text, text) IS
-$$Checks the rows of the tenant's entity_table against the definitions as the calling transaction sees them (so a tightening can be planned inside a transaction that is then rolled back). Returns {"entity_table","checked","violations","sample":[{"id","errors"}]} (at most 10 samples). Errors: 22023, 22004, 42704, 08xxx naming the tenant database.$$;
-COMMENT ON FUNCTION messiah.create_tenant_database(text, text, text) IS
-$$Internal (deferred trigger at COMMIT, reconcile): journals, then CREATE DATABASE from the template and marks it with a comment naming its tenant and admin database. 42P04 if it exists.$$;
-COMMENT ON FUNCTION messiah.drop_tenant_database(text, text) IS
-$$Internal (deferred trigger at COMMIT): drops a deleted tenant's database WITH (FORCE) if it carries this admin database's marker; returns whether it dropped.$$;
-COMMENT ON FUNCTION messiah.push_field_snapshot(text) IS
-$$Internal (deferred trigger at COMMIT): installs the tenant's current definition snapshot in its database over dblink; a failure fails the COMMIT.$$;
-COMMENT ON FUNCTION messiah.install_field_snapshot(text, bigint, jsonb) IS
-$$Tenant side: replaces this database's copy of the definitions with a newer version (older or equal versions are ignored, returns false), keeps the field indexes, and invalidates every session's compiled copy at COMMIT. Errors: 22023 if the snapshot does not compile.$$;
-COMMENT ON FUNCTION messiah.check_rows(text, jsonb, integer) IS
-$$Tenant side: checks every row of entity_table against a definition snapshot; returns {"entity_table","checked","violations","sample"} with at most sample_size samples.$$;
-COMMENT ON FUNCTION messiah.validate_local(text, jsonb) IS
-$$Tenant side: validates custom_fields of entity_table against this database's installed copy (INSERT semantics); returns the jsonb array of errors.$$;
+$$Checks the rows of the tenant's entity_table against the definitions as the calling transaction sees them (so a tightening can be planned inside a transaction that is then rolled back); the tenant database reads rows in batches through a cursor. Returns {"entity_table","checked","violations","sample":[{"id","errors"}]} (at most 10 samples). Errors: 22023, 22004, 42704, the tenant database's errors with a CONTEXT naming tenant and server.$$;
+COMMENT ON FUNCTION messiah.create_tenant_database(uuid) IS
+$$Internal (deferred trigger at COMMIT, reconcile): creates the database of a provisioning tenant under a temporary name carrying this installation and the creating transaction, marks it, renames it to tenant_<id>, installs the catalog copy, marks the row ready. 42P04 if it exists.$$;
+COMMENT ON FUNCTION messiah.register_local_server() IS
+$$Internal (CREATE EXTENSION): registers this cluster as the server local (first Unix socket directory, port, the extension owner).$$;
+COMMENT ON FUNCTION messiah.regrant_admins() IS
+$$Internal (every extension script): re-grants the management functions to the roles recorded by messiah_grant_admin.$$;
 COMMENT ON FUNCTION messiah.tenants_provision() IS
-$$Deferred constraint trigger on messiah.tenants: creates an inserted tenant's database and drops a deleted tenant's database at COMMIT (DESIGN.md decision 3).$$;
-COMMENT ON FUNCTION messiah.tenants_push_fields() IS
-$$Deferred constraint trigger on messiah.tenants.fields_version: pushes the definition snapshot into the tenant database at COMMIT (DESIGN.md decision 5).$$;
+$$Deferred constraint trigger on messiah.tenants: creates a provisioning tenant's database at COMMIT (DESIGN.md decision 3).$$;
 
--- Last, so that it covers every function above. DESIGN.md decision 8: management functions are not executable by PUBLIC. Grant them to the
--- roles that administer tenants (e.g. GRANT EXECUTE ON FUNCTION messiah_create_tenant TO
--- service_role).
+-- Last, so that it covers every function above. DESIGN.md decision 8: nothing is executable
+-- by PUBLIC; messiah_grant_admin(role) grants the management API, and every version's script
+-- re-grants it to the roles granted before.
 DO $$
 DECLARE f regprocedure;
 BEGIN
@@ -104,7 +124,7 @@ BEGIN
              AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
         JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'messiah'
     LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;
 END $$;
-
+SELECT messiah.regrant_admins();

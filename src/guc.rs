@@ -3,28 +3,34 @@
 use pgrx::guc::*;
 use std::ffi::{CStr, CString};
 
-/// `messiah.server_conninfo`: libpq keyword/value conninfo (no dbname) of the server on which
-/// new tenant databases are created. Empty (default): this cluster, over its first Unix socket
-/// directory and port, as the function owner (DESIGN.md decision 3).
-pub static SERVER_CONNINFO: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-
 /// `messiah.clone_strategy`: `wal_log` (default, measured faster for small templates) or
 /// `file_copy`, passed to CREATE DATABASE ... STRATEGY.
 pub static CLONE_STRATEGY: GucSetting<CloneStrategy> =
     GucSetting::<CloneStrategy>::new(CloneStrategy::WalLog);
 
-/// `messiah.database`: the admin database the sweeper background worker connects to.
-pub static DATABASE: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"postgres"));
-
-/// `messiah.sweep_interval`: milliseconds between sweeps of the provisioning journal by the
-/// background worker.
+/// `messiah.sweep_interval`: milliseconds between two passes of an admin database's executor
+/// when nothing wakes it earlier (retries of failed remote actions, sweeps after crashes).
 pub static SWEEP_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
-/// `messiah.fault_injection`: superuser-only test hook. `error_after_create` raises an error
-/// right after CREATE DATABASE at commit; `sleep_after_create` waits 30 s there (so a test can
-/// kill the backend in that window). Empty by default.
+/// `messiah.max_executors`: at most this many executor workers run at once on the cluster.
+pub static MAX_EXECUTORS: GucSetting<i32> = GucSetting::<i32>::new(4);
+
+/// `messiah.fault_injection`: superuser-only test hook (see `provision::fault`).
 pub static FAULT_INJECTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// `messiah.remote_idle_timeout`: milliseconds after which an idle remote connection is ended
+/// by its server (`idle_session_timeout`) and closed here at the next transaction end.
+pub static REMOTE_IDLE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
+/// `messiah.max_remote_connections`: connections one backend keeps open at most.
+pub static MAX_REMOTE_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(8);
+
+/// `messiah.connect_timeout`: milliseconds to wait for a remote connection to open.
+pub static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
+/// `messiah.key_file`: path of the file holding the secret keys (see `secrets`).
+/// Superuser-only: only postgresql.conf or ALTER SYSTEM can set it.
+pub static KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// STRATEGY of CREATE DATABASE.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PostgresGucEnum)]
@@ -42,15 +48,31 @@ impl CloneStrategy {
     }
 }
 
-pub fn register() {
-    GucRegistry::define_string_guc(
-        c"messiah.server_conninfo",
-        c"Conninfo (keyword=value, no dbname) of the server where tenant databases are created.",
-        c"Empty means this cluster over its Unix socket. May hold a password; it is never shown by messiah functions.",
-        &SERVER_CONNINFO,
-        GucContext::Suset,
-        GucFlags::SUPERUSER_ONLY,
+fn int(
+    name: &'static CStr,
+    short: &'static CStr,
+    setting: &'static GucSetting<i32>,
+    (min, max): (i32, i32),
+    context: GucContext,
+    ms: bool,
+) {
+    GucRegistry::define_int_guc(
+        name,
+        short,
+        c"",
+        setting,
+        min,
+        max,
+        context,
+        if ms {
+            GucFlags::UNIT_MS
+        } else {
+            GucFlags::default()
+        },
     );
+}
+
+pub fn register() {
     GucRegistry::define_enum_guc(
         c"messiah.clone_strategy",
         c"CREATE DATABASE strategy used to clone the tenant template: wal_log or file_copy.",
@@ -59,32 +81,60 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    GucRegistry::define_string_guc(
-        c"messiah.database",
-        c"Admin database (holding the messiah extension) that the sweeper background worker connects to.",
-        c"",
-        &DATABASE,
-        // Not Postmaster: without preloading, the library is loaded after startup, where
-        // Postgres refuses to define PGC_POSTMASTER variables. The worker reads it at start.
-        GucContext::Sighup,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
+    int(
         c"messiah.sweep_interval",
-        c"Milliseconds between sweeps of aborted tenant-database creations by the background worker.",
-        c"",
+        c"Milliseconds between two passes of an admin database's executor worker when nothing wakes it earlier.",
         &SWEEP_INTERVAL_MS,
-        100,
-        3_600_000,
+        (100, 3_600_000),
         GucContext::Sighup,
-        GucFlags::UNIT_MS,
+        true,
+    );
+    int(
+        c"messiah.max_executors",
+        c"Executor workers (one per admin database with pending work) running at once.",
+        &MAX_EXECUTORS,
+        (1, 64),
+        GucContext::Sighup,
+        false,
     );
     GucRegistry::define_string_guc(
         c"messiah.fault_injection",
-        c"Test hook: error_after_create or sleep_after_create. Empty in production.",
+        c"Test hook (error_after_create, sleep_after_create, sleep_before_rename). Empty in production.",
         c"",
         &FAULT_INJECTION,
         GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    int(
+        c"messiah.remote_idle_timeout",
+        c"Milliseconds after which an idle connection messiah opened is ended by its server and closed here.",
+        &REMOTE_IDLE_TIMEOUT_MS,
+        (100, 86_400_000),
+        GucContext::Suset,
+        true,
+    );
+    int(
+        c"messiah.max_remote_connections",
+        c"Connections to other databases one backend keeps open at most (least recently used closed first).",
+        &MAX_REMOTE_CONNECTIONS,
+        (1, 1000),
+        GucContext::Suset,
+        false,
+    );
+    int(
+        c"messiah.connect_timeout",
+        c"Milliseconds to wait for a connection to another database to open.",
+        &CONNECT_TIMEOUT_MS,
+        (100, 600_000),
+        GucContext::Suset,
+        true,
+    );
+    GucRegistry::define_string_guc(
+        c"messiah.key_file",
+        c"File holding the keys that encrypt secrets in the catalog (one 64-hex-digit key per line, first line encrypts).",
+        c"Must be readable only by the server's OS user (mode 0600 or 0400).",
+        &KEY_FILE,
+        GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,
     );
 }

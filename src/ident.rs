@@ -204,6 +204,16 @@ pub fn conninfo_value(v: &str) -> String {
     out
 }
 
+/// FNV-1a, 64 bits: a stable short hash for names and cache keys (not a security boundary).
+pub fn fnv64(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// Why a conninfo string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConninfoError {
@@ -326,6 +336,16 @@ impl Conninfo {
     /// Removes `key`.
     pub fn remove(&mut self, key: &str) {
         self.pairs.retain(|(k, _)| k != key);
+    }
+
+    /// The pairs in order (for libpq's keyword/value arrays).
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.pairs.clone()
+    }
+
+    /// The keywords present.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(k, _)| k.as_str())
     }
 
     /// Renders the conninfo with every value escaped by [`conninfo_value`].

@@ -1,8 +1,16 @@
 //! messiah: a multi-tenant SaaS control plane inside PostgreSQL.
 //!
-//! Layout (DESIGN.md "Layout"): plain-Rust modules hold the rules and need no Postgres
-//! (`ident`, `fields`); the pgrx modules are shims that run guards, talk SPI/dblink and call
-//! into them (`api`, `provision`, `remote`, `guc`, `err`, `worker`).
+//! Layout (DESIGN.md "Layout"), by area:
+//! - plain Rust, no Postgres: `ident` (identifier and conninfo rules), `fields` (the
+//!   validation engine), `tenants::args`, `tenants::marker`, `secrets::crypto`;
+//! - `tenants`: the catalog, provisioning at COMMIT, the outbox of remote actions, reconcile,
+//!   and the tenant SQL API; `fields_admin`: the field SQL API;
+//! - `remote`: the one remote command layer (servers, libpq connections, typed errors);
+//! - `tenant_side`: what runs inside tenant databases (the trigger, the catalog copy);
+//! - `worker`: the launcher and executor background workers;
+//! - `security`: grants, the OpenAPI description, the DROP EXTENSION guard; `secrets`;
+//! - shared shims: `err` (errors), `shim` (arguments), `spi`, `guc`, `jsonarg`.
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use pgrx::prelude::*;
 
@@ -11,31 +19,27 @@ use pgrx::prelude::*;
 pub mod fields;
 pub mod ident;
 
-mod api;
-mod enforce;
 mod err;
-mod fields_api;
+mod fields_admin;
 mod guc;
 mod jsonarg;
-mod jsonb;
-mod provision;
 mod remote;
+mod secrets;
+mod security;
+mod shim;
 mod spi;
+mod tenant_side;
+mod tenants;
 mod worker;
 
 // Hand-written SQL (DESIGN.md layout: sql/). The catalog comes first; functions written in
 // Rust follow; api.sql and finalize.sql refer to both.
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
-extension_sql_file!(
-    "../sql/tenant_side.sql",
-    name = "tenant_side",
-    requires = ["catalog"]
-);
 extension_sql_file!("../sql/api.sql", name = "api_sql", requires = ["catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
-/// Library load: registers the GUCs, and the sweeper background worker when loaded from
-/// `shared_preload_libraries`.
+/// Library load: registers the GUCs, and, when loaded from `shared_preload_libraries`, the
+/// shared registry and the launcher background worker.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     // pgrx appends a captured Rust backtrace to an error's DETAIL when RUST_BACKTRACE is set
@@ -48,7 +52,7 @@ pub extern "C-unwind" fn _PG_init() {
     guc::register();
     // SAFETY: reading a plain global that Postgres sets before loading preload libraries.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        worker::register();
+        worker::init_preloaded();
     }
 }
 
@@ -64,6 +68,17 @@ mod tests {
              AND tablename IN ('tenants','tenant_supabase_configs','extension_field_definitions')",
         );
         assert_eq!(n, Ok(Some(3)));
+    }
+
+    #[pg_test(error = "tenant_id \"Bad\" is invalid: it must start with a lowercase ASCII letter")]
+    fn create_tenant_rejects_bad_id() {
+        Spi::run("SELECT messiah_create_tenant('Bad', 'x', 'x')").unwrap();
+    }
+
+    #[pg_test]
+    fn local_server_is_registered() {
+        let n = Spi::get_one::<String>("SELECT name FROM messiah.servers ORDER BY id LIMIT 1");
+        assert_eq!(n, Ok(Some("local".to_string())));
     }
 }
 

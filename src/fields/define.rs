@@ -15,6 +15,12 @@ pub const MAX_FIELD_NAME_BYTES: usize = 40;
 /// patterns are rejected at definition time.
 pub const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
+/// Largest value of a sortable field, in bytes of its JSON text (its string's UTF-8 bytes for
+/// a string). A btree index entry holds at most about 2,700 bytes (a third of a page); 2,000
+/// leaves room for the entry's header and never relies on compression, so anything the
+/// validator accepts, the field's index accepts too.
+pub const MAX_INDEXED_BYTES: usize = 2_000;
+
 /// One custom-field definition as stored in the catalog.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FieldSpec {
@@ -27,6 +33,9 @@ pub struct FieldSpec {
     pub field_type: String,
     /// Whether the key must be present (and not `null`) in `custom_fields`.
     pub is_required: bool,
+    /// Whether the field has a btree index in the tenant database: its values must then fit
+    /// an index entry ([`MAX_INDEXED_BYTES`]).
+    pub is_sortable: bool,
     /// The default as catalog TEXT: text → the raw string; number → a JSON
     /// number literal; boolean → `true`/`false`; date → `YYYY-MM-DD`;
     /// json → any JSON text; select → an option, or (multiple) a JSON array
@@ -272,6 +281,7 @@ pub struct CompiledField {
     pub(super) name: String,
     pub(super) field_type: FieldType,
     pub(super) is_required: bool,
+    pub(super) is_sortable: bool,
     pub(super) default_text: Option<String>,
     pub(super) default_value: Option<Value>,
     pub(super) rules: Rules,
@@ -480,7 +490,15 @@ fn compile_rules(
             let pattern = match get("pattern") {
                 None => None,
                 Some(Value::String(p)) => {
-                    let regex = regex::RegexBuilder::new(p)
+                    // JSON Schema's pattern dialect (ECMA-262: \d is [0-9], \w and \b are
+                    // ASCII), translated to the linear-time regex crate exactly as the
+                    // jsonschema crate translates a json field's "pattern".
+                    // A pattern the translation cannot read is compiled as given, so that the
+                    // error below names what is wrong with it.
+                    let translated = jsonschema_regex::to_rust_regex(p)
+                        .map(std::borrow::Cow::into_owned)
+                        .unwrap_or_else(|()| p.clone());
+                    let regex = regex::RegexBuilder::new(&translated)
                         .size_limit(PATTERN_SIZE_LIMIT)
                         .dfa_size_limit(PATTERN_SIZE_LIMIT)
                         .build()
@@ -706,6 +724,7 @@ pub fn compile_field(spec: &FieldSpec) -> Result<CompiledField, DefinitionError>
         name: field.to_owned(),
         field_type: ty,
         is_required: spec.is_required,
+        is_sortable: spec.is_sortable,
         default_text: None,
         default_value: None,
         rules,
@@ -715,7 +734,16 @@ pub fn compile_field(spec: &FieldSpec) -> Result<CompiledField, DefinitionError>
         let multiple = matches!(compiled.rules, Rules::Select { multiple: true, .. });
         let value = parse_default(field, ty, multiple, text)?;
         let mut errors = Vec::new();
-        check_value(&compiled, &value, &mut errors);
+        // A default passes every rule of its field, is_required included: a required field's
+        // default can not be JSON null.
+        if value.is_null() {
+            if compiled.is_required {
+                errors.push(super::validate::required(&compiled));
+            }
+        } else {
+            check_value(&compiled, &value, &mut errors);
+            super::validate::check_indexed(&compiled, &value, &mut errors);
+        }
         if !errors.is_empty() {
             let reasons: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
             return Err(DefinitionError::new(
@@ -962,6 +990,7 @@ fn spec_from_json(item: &Value) -> Result<Option<FieldSpec>, DefinitionError> {
         field_name: string("field_name")?,
         field_type: string("field_type")?,
         is_required: boolean("is_required", false)?,
+        is_sortable: boolean("is_sortable", false)?,
         default_value,
         validation_rules: m
             .get("validation_rules")

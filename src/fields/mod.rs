@@ -28,6 +28,7 @@ pub use self::define::{
     UnknownKeyPolicy, MAX_FIELD_NAME_BYTES, PATTERN_SIZE_LIMIT,
 };
 pub use self::domain::{base_columns, ENTITY_TABLES};
+pub use self::formats::is_email;
 pub use self::validate::{
     apply_fields, errors_detail, errors_to_json, validate_document, violation_count, FieldError,
     Operation, Outcome, MAX_ERRORS,

@@ -1,11 +1,13 @@
 //! Unit and property tests of the custom-field engine.
 
 use super::*;
+use super::validate::check_value;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 fn spec(name: &str, ty: &str, required: bool, default: Option<&str>, rules: Value) -> FieldSpec {
     FieldSpec {
+        is_sortable: false,
         entity_table: "clients".to_owned(),
         field_name: name.to_owned(),
         field_type: ty.to_owned(),
@@ -1549,6 +1551,7 @@ fn errors_are_capped() {
             field_name: "big".into(),
             field_type: "select".into(),
             is_required: false,
+            is_sortable: false,
             default_value: None,
             validation_rules: json!({"options": options, "multiple": true}),
         }],
@@ -1583,4 +1586,76 @@ fn errors_are_capped() {
         big[0].message
     );
     assert!(errors_detail(&out.errors).len() < 8_000);
+}
+
+#[test]
+fn patterns_follow_ecma_262_like_json_schema() {
+    // \d is [0-9] in JSON Schema (ECMA-262): Arabic-Indic digits do not match, in a text
+    // field's pattern as in a json field's schema.
+    let text = compile_field(&spec("zip", "text", false, None, json!({"pattern": "^\\d{5}$"}))).unwrap();
+    let schema = compile_field(&spec(
+        "doc",
+        "json",
+        false,
+        None,
+        json!({"schema": {"type": "string", "pattern": "^\\d{5}$"}}),
+    ))
+    .unwrap();
+    for (input, ok) in [("12345", true), ("\u{0661}\u{0662}\u{0663}\u{0664}\u{0665}", false), ("1234", false)] {
+        let mut e1 = Vec::new();
+        check_value(&text, &json!(input), &mut e1);
+        let mut e2 = Vec::new();
+        check_value(&schema, &json!(input), &mut e2);
+        assert_eq!(e1.is_empty(), ok, "text pattern on {input:?}: {e1:?}");
+        assert_eq!(e2.is_empty(), ok, "json schema pattern on {input:?}: {e2:?}");
+    }
+    // \w is ASCII too
+    let w = compile_field(&spec("code", "text", false, None, json!({"pattern": "^\\w+$"}))).unwrap();
+    let mut e = Vec::new();
+    check_value(&w, &json!("caf\u{e9}"), &mut e);
+    assert_eq!(e.len(), 1);
+    // lookaround is refused when the field is defined
+    let bad = compile_field(&spec("x", "text", false, None, json!({"pattern": "(?=a)"}))).unwrap_err();
+    assert!(bad.message.contains("look-around"), "{bad}");
+}
+
+#[test]
+fn defaults_pass_is_required_for_every_type() {
+    for ty in ["json"] {
+        let e = compile_field(&spec("meta", ty, true, Some("null"), json!({}))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "field \"meta\": default value \"null\" is invalid: \"meta\" is required"
+        );
+    }
+    // an optional json field may default to null; a required one to any non-null value
+    assert!(compile_field(&spec("meta", "json", false, Some("null"), json!({}))).is_ok());
+    assert!(compile_field(&spec("meta", "json", true, Some("{}"), json!({}))).is_ok());
+    assert!(compile_field(&spec("meta", "text", true, Some(""), json!({}))).is_ok());
+}
+
+#[test]
+fn sortable_values_fit_an_index_entry() {
+    let mut s = spec("note", "text", false, None, json!({}));
+    s.is_sortable = true;
+    let f = compile_field(&s).unwrap();
+    let e = compile_entity("clients", &[s.clone()], UnknownKeyPolicy::Reject).unwrap();
+    let long = "x".repeat(6_400);
+    let out = validate_document(&e, Some(&json!({"note": long})), Operation::Insert);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].code, "index_limit");
+    assert_eq!(
+        out.errors[0].message,
+        "\"note\" is sortable (indexed): its value may be at most 2000 bytes, got 6400"
+    );
+    let ok = validate_document(&e, Some(&json!({"note": "x".repeat(2_000)})), Operation::Insert);
+    assert!(ok.is_valid());
+    // the same value in a field that is not sortable is fine
+    let plain = compile_entity("clients", &[spec("note", "text", false, None, json!({}))], UnknownKeyPolicy::Reject).unwrap();
+    assert!(validate_document(&plain, Some(&json!({"note": "x".repeat(6_400)})), Operation::Insert).is_valid());
+    // a default is held to it too
+    let mut d = s.clone();
+    d.default_value = Some("y".repeat(2_001));
+    assert!(compile_field(&d).unwrap_err().message.contains("index_limit") || compile_field(&d).is_err());
+    let _ = f;
 }

@@ -332,6 +332,38 @@ pub(super) fn check_value<'a, V: JsonView<'a>>(
     }
 }
 
+/// For a sortable field (btree-indexed in the tenant database): the value must fit an index
+/// entry, [`MAX_INDEXED_BYTES`](super::define::MAX_INDEXED_BYTES) of JSON text (a string's
+/// UTF-8 bytes), or the validator says so first (`index_limit`) instead of the index failing
+/// the INSERT with 54000.
+pub(super) fn check_indexed<'a, V: JsonView<'a>>(
+    f: &CompiledField,
+    v: V,
+    errors: &mut Vec<FieldError>,
+) {
+    if !f.is_sortable {
+        return;
+    }
+    let max = super::define::MAX_INDEXED_BYTES;
+    let len = match v.kind() {
+        Kind::String => v.as_str().map_or(0, str::len),
+        Kind::Number => v.as_decimal().map_or(0, |d| d.to_string().len()),
+        Kind::Bool | Kind::Null => 0,
+        Kind::Array | Kind::Object => v.to_serde().map_or(usize::MAX, |j| j.to_string().len()),
+    };
+    if len > max {
+        errors.push(err(
+            &f.name,
+            "index_limit",
+            format!(
+                "{} is sortable (indexed): its value may be at most {max} bytes, got {}",
+                quote(&f.name),
+                if len == usize::MAX { "more".to_string() } else { len.to_string() }
+            ),
+        ));
+    }
+}
+
 fn check_number(
     f: &CompiledField,
     d: &Decimal,
@@ -443,7 +475,7 @@ fn missing(f: &CompiledField, op: Operation, out: &mut Outcome) {
     }
 }
 
-fn required(f: &CompiledField) -> FieldError {
+pub(super) fn required(f: &CompiledField) -> FieldError {
     err(
         &f.name,
         "required",
@@ -521,6 +553,7 @@ pub fn validate_document<'a, V: JsonView<'a>>(
                     }
                 } else {
                     check_value(f, v, &mut out.errors);
+                    check_indexed(f, v, &mut out.errors);
                 }
             }
         }

@@ -24,27 +24,31 @@ impl<'a> Jb<'a> {
     /// # Safety
     /// `jsonb` must point to a detoasted (4-byte header) jsonb that outlives `'a`.
     pub unsafe fn root(jsonb: *mut pg_sys::Jsonb) -> Jb<'a> {
-        let container = std::ptr::addr_of_mut!((*jsonb).root);
-        let header = (*container).header;
-        if header & JB_FSCALAR != 0 {
-            // A top-level scalar is stored as a one-element "raw scalar" array.
-            let first = pg_sys::getIthJsonbValueFromContainer(container, 0);
-            if !first.is_null() {
-                return Jb {
-                    v: *first,
-                    _life: PhantomData,
-                };
+    // SAFETY: jsonb is a detoasted jsonb that outlives 'a (contract); its root container is read
+        // as Postgres' jsonb.h describes it.
+    unsafe {
+            let container = std::ptr::addr_of_mut!((*jsonb).root);
+            let header = (*container).header;
+            if header & JB_FSCALAR != 0 {
+                // A top-level scalar is stored as a one-element "raw scalar" array.
+                let first = pg_sys::getIthJsonbValueFromContainer(container, 0);
+                if !first.is_null() {
+                    return Jb {
+                        v: *first,
+                        _life: PhantomData,
+                    };
+                }
+            }
+            let mut v: pg_sys::JsonbValue = std::mem::zeroed();
+            v.type_ = pg_sys::jbvType::jbvBinary;
+            v.val.binary.data = container;
+            v.val.binary.len = 0;
+            Jb {
+                v,
+                _life: PhantomData,
             }
         }
-        let mut v: pg_sys::JsonbValue = std::mem::zeroed();
-        v.type_ = pg_sys::jbvType::jbvBinary;
-        v.val.binary.data = container;
-        v.val.binary.len = 0;
-        Jb {
-            v,
-            _life: PhantomData,
-        }
-    }
+}
 
     fn container(&self) -> Option<*mut pg_sys::JsonbContainer> {
         if self.v.type_ == pg_sys::jbvType::jbvBinary {
@@ -102,39 +106,43 @@ impl<'a> Jb<'a> {
 /// # Safety
 /// `n` must point to a valid numeric varlena.
 pub unsafe fn numeric_to_decimal(n: pg_sys::Numeric) -> Option<Decimal> {
-    let p = n as *const u8;
-    let total = pgrx::varlena::varsize_any_exhdr(p as *const pg_sys::varlena);
-    let data = pgrx::varlena::vardata_any(p as *const pg_sys::varlena) as *const u8;
-    if total < 2 {
-        return None;
-    }
-    let header = std::ptr::read_unaligned(data as *const u16);
-    let (negative, weight, digits_at) = match header & 0xC000 {
-        0x8000 => {
-            let neg = header & 0x2000 != 0;
-            let mut w = i32::from(header & 0x003F);
-            if header & 0x0040 != 0 {
-                w |= !0x003F;
-            }
-            (neg, w, 2usize)
+    // SAFETY: n is a valid numeric varlena (contract); every read stays within its data, whose
+    // length comes from its header.
+    unsafe {
+        let p = n as *const u8;
+        let total = pgrx::varlena::varsize_any_exhdr(p as *const pg_sys::varlena);
+        let data = pgrx::varlena::vardata_any(p as *const pg_sys::varlena) as *const u8;
+        if total < 2 {
+            return None;
         }
-        0xC000 => return None,
-        flag => {
-            if total < 4 {
-                return None;
+        let header = std::ptr::read_unaligned(data as *const u16);
+        let (negative, weight, digits_at) = match header & 0xC000 {
+            0x8000 => {
+                let neg = header & 0x2000 != 0;
+                let mut w = i32::from(header & 0x003F);
+                if header & 0x0040 != 0 {
+                    w |= !0x003F;
+                }
+                (neg, w, 2usize)
             }
-            let w = std::ptr::read_unaligned(data.add(2) as *const i16);
-            (flag == 0x4000, i32::from(w), 4usize)
+            0xC000 => return None,
+            flag => {
+                if total < 4 {
+                    return None;
+                }
+                let w = std::ptr::read_unaligned(data.add(2) as *const i16);
+                (flag == 0x4000, i32::from(w), 4usize)
+            }
+        };
+        let ndigits = (total - digits_at) / 2;
+        let mut digits = smallvec::SmallVec::<[i16; 16]>::with_capacity(ndigits);
+        for i in 0..ndigits {
+            digits.push(std::ptr::read_unaligned(
+                data.add(digits_at + 2 * i) as *const i16
+            ));
         }
-    };
-    let ndigits = (total - digits_at) / 2;
-    let mut digits = smallvec::SmallVec::<[i16; 16]>::with_capacity(ndigits);
-    for i in 0..ndigits {
-        digits.push(std::ptr::read_unaligned(
-            data.add(digits_at + 2 * i) as *const i16
-        ));
+        Decimal::from_base10000(negative, weight, &digits)
     }
-    Decimal::from_base10000(negative, weight, &digits)
 }
 
 impl<'a> JsonView<'a> for Jb<'a> {

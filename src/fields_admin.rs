@@ -1,31 +1,30 @@
 //! Extension fields, admin side (DESIGN.md decisions 5 and 6): definitions in the catalog,
-//! checked when written; the validation engine's SQL faces; the snapshot push into tenant
-//! databases at COMMIT.
+//! checked when written; the validation engine's SQL faces. A definition change bumps the
+//! tenant's snapshot version and queues the push of its catalog copy, carried out after COMMIT
+//! by the outbox executor (`tenants::outbox`).
 
-use crate::api::{invalid, not_found, not_null, required, tenant_id_arg};
-use crate::err::{raise, Code, SpiExt};
+use crate::err::{raise, Code, OrRaise};
 use crate::fields::{self, CompiledSnapshot, FieldSpec};
-use crate::ident::{quote_literal, TenantId};
+use crate::ident::TenantId;
 use crate::jsonarg::JsonbArg;
-use crate::provision::Server;
-use crate::remote::dblink;
+use crate::shim::{check, invalid, not_null, required, tenant_id_arg};
 use crate::spi::one;
+use crate::tenants::args;
+use crate::tenants::catalog::{self, Tenant};
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde_json::Value;
 
-/// A tenant id that exists in the catalog: 22023 if invalid, 42704 if unknown.
-fn tenant(tenant_id: &str) -> TenantId {
+/// A tenant that exists and is not being dropped: 22023 if the id is invalid, 42704 if
+/// unknown. `lock` takes its row lock (serializing definition changes of one tenant).
+fn tenant_row(tenant_id: &str, lock: bool) -> Tenant {
     let id = tenant_id_arg(Some(tenant_id));
-    let exists = one::<bool>(
-        "SELECT true FROM messiah.tenants WHERE tenant_id = $1",
-        &[id.as_str().into()],
-    )
-    .unwrap_or(false);
-    if !exists {
-        not_found(id.as_str());
-    }
-    id
+    Tenant::existing(id.as_str(), lock).or_raise()
+}
+
+/// [`tenant_row`]'s id.
+fn tenant(tenant_id: &str) -> TenantId {
+    let t = tenant_row(tenant_id, false);
+    tenant_id_arg(Some(&t.tenant_id))
 }
 
 fn entity(entity_table: &str) {
@@ -43,12 +42,7 @@ fn entity(entity_table: &str) {
 
 /// The tenant's definitions as the calling transaction sees them, compiled.
 fn compiled(tenant_id: &TenantId) -> CompiledSnapshot {
-    let snap = one::<JsonB>(
-        "SELECT messiah.field_snapshot_json($1)",
-        &[tenant_id.as_str().into()],
-    )
-    .map(|j| j.0)
-    .unwrap_or(Value::Null);
+    let snap = catalog::snapshot_json(tenant_id.as_str());
     fields::compile_snapshot(&snap).unwrap_or_else(|e| {
         raise(
             Code::ERRCODE_DATA_CORRUPTED,
@@ -57,18 +51,6 @@ fn compiled(tenant_id: &TenantId) -> CompiledSnapshot {
             None,
         )
     })
-}
-
-fn bump_version(tenant_id: &TenantId) {
-    // From a sequence, not +1: a push whose admin transaction then failed to commit may
-    // have installed its version in the tenant database; the next change must be newer.
-    // The row lock also serializes concurrent definition changes of one tenant, so their
-    // snapshots reach the tenant database in commit order.
-    Spi::run_with_args(
-        "UPDATE messiah.tenants SET fields_version = nextval('messiah.fields_version_seq') WHERE tenant_id = $1",
-        &[tenant_id.as_str().into()],
-    )
-    .or_raise("bumping fields_version");
 }
 
 /// Creates or updates (and reactivates) a field definition; returns it as jsonb.
@@ -113,15 +95,20 @@ fn messiah_define_field(
     let field_name = required("field_name", field_name);
     let field_type = required("field_type", field_type);
     let display_name = required("display_name", display_name);
-    let id = tenant(tenant_id);
+    crate::tenants::outbox::run_in_session();
+    let t = tenant_row(tenant_id, true);
+    t.require_ours().or_raise();
+    let id = tenant_id_arg(Some(&t.tenant_id));
     entity(entity_table);
-    if display_name.trim().is_empty() {
-        invalid(
-            format!("field \"{field_name}\": display_name must not be blank"),
-            None,
-            None,
-        );
+    check(args::check_name("display_name", display_name, true));
+    if let Some(d) = description {
+        check(args::check_text("description", d, args::MAX_DESCRIPTION_CHARS));
     }
+    if let Some(d) = default_value {
+        check(args::check_bytes("default_value", d.len(), args::MAX_DEFAULT_BYTES));
+    }
+    check(args::check_document("validation_rules", &validation_rules.0));
+    check(args::check_document("ui_config", &ui_config.0));
     if !ui_config.0.is_object() {
         invalid(
             format!("field \"{field_name}\": ui_config must be a JSON object"),
@@ -134,6 +121,7 @@ fn messiah_define_field(
         field_name: field_name.into(),
         field_type: field_type.into(),
         is_required,
+        is_sortable,
         default_value: default_value.map(str::to_string),
         validation_rules: validation_rules.0.clone(),
     };
@@ -173,7 +161,7 @@ fn messiah_define_field(
         ],
     )
     .unwrap_or_else(|| crate::err::internal("defining a field", "no row returned"));
-    bump_version(&id);
+    catalog::bump_snapshot(&t).or_raise();
     row
 }
 
@@ -190,7 +178,10 @@ fn messiah_drop_field(
     let tenant_id = required("tenant_id", tenant_id);
     let entity_table = required("entity_table", entity_table);
     let field_name = required("field_name", field_name);
-    let id = tenant(tenant_id);
+    crate::tenants::outbox::run_in_session();
+    let t = tenant_row(tenant_id, true);
+    t.require_ours().or_raise();
+    let id = tenant_id_arg(Some(&t.tenant_id));
     entity(entity_table);
     let row = one::<JsonB>(
         "UPDATE messiah.extension_field_definitions AS d SET is_active = false \
@@ -205,7 +196,7 @@ fn messiah_drop_field(
             Some("messiah_list_fields() lists the fields.".into()),
         )
     });
-    bump_version(&id);
+    catalog::bump_snapshot(&t).or_raise();
     row
 }
 
@@ -306,83 +297,29 @@ fn messiah_apply_fields(
     }
 }
 
-fn tenant_database(id: &TenantId) -> (String, String) {
-    let (db, conninfo) = Spi::get_two_with_args::<String, String>(
-        "SELECT database_name, server_conninfo FROM messiah.tenants WHERE tenant_id = $1",
-        &[id.as_str().into()],
-    )
-    .or_raise("reading the tenant database");
-    (db.unwrap_or_default(), conninfo.unwrap_or_default())
-}
-
 /// Reports rows of the tenant's `entity_table` that violate its definitions as the calling
 /// transaction sees them (so `BEGIN; messiah_define_field(...tighter...);
-/// messiah_check_existing(...); ROLLBACK;` plans a tightening without applying it). Returns
-/// `{"entity_table", "checked", "violations", "sample": [{"id", "errors"}]}` (up to 10
-/// samples). Errors: 22023, 42704, and connection errors (08xxx) naming the tenant database.
+/// messiah_check_existing(...); ROLLBACK;` plans a tightening without applying it). The
+/// tenant database reads its rows in batches through a cursor, so memory stays bounded
+/// whatever the table's size. Returns `{"entity_table", "checked", "violations", "sample":
+/// [{"id", "errors"}]}` (up to 10 samples). Errors: 22023, 42704, and the tenant database's
+/// errors (08xxx when unreachable) with a CONTEXT line naming the tenant and server.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn messiah_check_existing(tenant_id: Option<&str>, entity_table: Option<&str>) -> JsonB {
     let tenant_id = required("tenant_id", tenant_id);
     let entity_table = required("entity_table", entity_table);
-    let id = tenant(tenant_id);
+    let t = tenant_row(tenant_id, false);
     entity(entity_table);
-    let snap = one::<JsonB>(
-        "SELECT messiah.field_snapshot_json($1)",
-        &[id.as_str().into()],
+    let snap = catalog::snapshot_json(&t.tenant_id).to_string();
+    let server = t.server().or_raise();
+    let rows = crate::remote::query(
+        &server.database(&t.database_name),
+        "SELECT messiah.check_rows($1, $2::jsonb, 10)::text",
+        &[Some(entity_table), Some(&snap)],
     )
-    .map(|j| j.0)
-    .unwrap_or(Value::Null);
-    let (db, conninfo) = tenant_database(&id);
-    let server = Server::from_catalog(&conninfo);
-    let dbl = dblink();
-    let sql = format!(
-        "SELECT messiah.check_rows({}, {}::jsonb, 10)::text",
-        quote_literal(entity_table),
-        quote_literal(&snap.to_string())
-    );
-    let target = server.database(&db);
-    let rows = crate::remote::in_tenant(id.as_str(), &db, "checking existing rows", || {
-        dbl.query_once(&target, &sql, 1)
-    });
-    let text = rows
-        .first()
-        .and_then(|r| r[0].clone())
-        .unwrap_or_else(|| "null".into());
-    JsonB(
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| crate::err::internal("reading check_rows", e)),
-    )
-}
-
-/// Internal, called at COMMIT by the deferred trigger on `messiah.tenants.fields_version`
-/// and at tenant creation: installs the tenant's current definition snapshot in its
-/// database. A failure (e.g. the tenant database is unreachable) fails the COMMIT, so the
-/// catalog and the copy never disagree on a committed change.
-#[pg_extern(schema = "messiah", security_definer, volatile, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn push_field_snapshot(tenant_id: &str) -> bool {
-    let Ok(id) = TenantId::parse(tenant_id) else {
-        return false;
-    };
-    let Some(snap) = one::<JsonB>(
-        "SELECT messiah.field_snapshot_json($1)",
-        &[id.as_str().into()],
-    ) else {
-        return false;
-    };
-    let version = snap.0.get("version").and_then(|v| v.as_i64()).unwrap_or(0);
-    let (db, conninfo) = tenant_database(&id);
-    let server = Server::from_catalog(&conninfo);
-    let sql = format!(
-        "SELECT messiah.install_field_snapshot({}, {version}, {}::jsonb)",
-        quote_literal(id.as_str()),
-        quote_literal(&snap.0.to_string())
-    );
-    let target = server.database(&db);
-    let dbl = dblink();
-    let rows = crate::remote::in_tenant(id.as_str(), &db, "installing field definitions", || {
-        dbl.query_once(&target, &sql, 1)
-    });
-    rows.first().and_then(|r| r[0].as_deref()) == Some("t")
+    .map_err(|e| e.into_error(&t.describe(&server)))
+    .or_raise();
+    let text = rows.scalar().unwrap_or("null");
+    JsonB(serde_json::from_str(text).unwrap_or_else(|e| crate::err::internal("reading check_rows", e)))
 }

@@ -1,0 +1,59 @@
+-- messiah_tenant: the objects messiah keeps inside each tenant database (DESIGN.md decisions 5,
+-- 8 and 10) and nothing else: no admin API, no dblink. Installed in each server's template
+-- database, so every tenant database is created with it. The C functions are in messiah's
+-- library ($libdir/messiah), which every server that holds tenant databases needs.
+\echo Use "CREATE EXTENSION messiah_tenant" to load this file. \quit
+
+CREATE SCHEMA messiah;
+REVOKE ALL ON SCHEMA messiah FROM PUBLIC;
+
+-- The catalog copy (one row), replaced as a whole by messiah.install_snapshot() over a
+-- maintenance connection from the admin installation that manages this tenant. Triggers
+-- validate from it, so the tenant database keeps enforcing its fields when the admin database
+-- is unreachable; messiah_adopt_database() reads the tenant row and definitions back from it.
+CREATE TABLE messiah.field_snapshot (
+    singleton       boolean PRIMARY KEY DEFAULT true CONSTRAINT field_snapshot_one_row CHECK (singleton),
+    tenant_id       text NOT NULL,
+    installation_id uuid NOT NULL,
+    version         bigint NOT NULL,
+    snapshot        jsonb NOT NULL,
+    installed_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON messiah.field_snapshot FROM PUBLIC;
+COMMENT ON TABLE messiah.field_snapshot IS
+  'Copy of this tenant''s catalog row and field definitions, version-stamped, naming the admin installation that manages it; written only by messiah.install_snapshot().';
+
+CREATE FUNCTION messiah.touch_updated_at() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    NEW.updated_at := pg_catalog.now();
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION messiah.touch_updated_at() IS
+  'BEFORE UPDATE trigger of the tenant tables: sets updated_at to now().';
+
+-- BEFORE INSERT OR UPDATE row trigger on the tenant tables (src/tenant_side/enforce.rs).
+CREATE FUNCTION messiah.enforce_custom_fields() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'messiah_enforce_custom_fields';
+COMMENT ON FUNCTION messiah.enforce_custom_fields() IS
+  'Trigger (argument: entity table name): validates custom_fields against this database''s copy of the tenant''s field definitions (23514 with every failing field in DETAIL), applies defaults on INSERT, strips unknown keys under policy strip. DESIGN.md decisions 5-6.';
+
+CREATE FUNCTION messiah.install_snapshot(installation_id uuid, tenant_id text, version bigint, snapshot jsonb, force boolean)
+    RETURNS text STRICT VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    LANGUAGE c AS 'MODULE_PATHNAME', 'install_snapshot_wrapper';
+COMMENT ON FUNCTION messiah.install_snapshot(uuid, text, bigint, jsonb, boolean) IS
+  'Replaces the catalog copy with a newer version (returns installed; an older or equal version is ignored: unchanged). Refuses (55000) a snapshot from another installation than the one named by the copy unless force (creation, takeover, adoption). 22023 if the snapshot does not compile. Invalidates every session''s compiled copy at COMMIT.';
+
+CREATE FUNCTION messiah.check_rows(entity_table text, snapshot jsonb, sample_size integer)
+    RETURNS jsonb STRICT VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    LANGUAGE c AS 'MODULE_PATHNAME', 'check_rows_wrapper';
+COMMENT ON FUNCTION messiah.check_rows(text, jsonb, integer) IS
+  'Checks every row of entity_table against a definition snapshot, reading rows in batches through a cursor; returns {"entity_table","checked","violations","sample"} with at most sample_size samples.';
+
+CREATE FUNCTION messiah.validate_local(entity_table text, custom_fields jsonb)
+    RETURNS jsonb STABLE SET search_path = pg_catalog, pg_temp
+    LANGUAGE c AS 'MODULE_PATHNAME', 'validate_local_wrapper';
+COMMENT ON FUNCTION messiah.validate_local(text, jsonb) IS
+  'Validates custom_fields of entity_table against this database''s installed copy (INSERT semantics); returns the jsonb array of errors.';
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA messiah FROM PUBLIC;

@@ -1,0 +1,129 @@
+//! The remote layer's error type and its one conversion into a Postgres error.
+
+use crate::err::{Code, Error};
+
+/// What went wrong reaching another database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    /// The connection could not be opened (libpq's message: refused, authentication, timeout).
+    #[error("could not connect to server \"{server}\" (database \"{database}\"): {message}")]
+    Connect {
+        server: String,
+        database: String,
+        message: String,
+    },
+    /// The server answered with an error: its SQLSTATE, message, DETAIL, HINT and CONTEXT.
+    #[error("{message}")]
+    Server {
+        sqlstate: String,
+        message: String,
+        detail: Option<String>,
+        hint: Option<String>,
+        remote_context: Option<String>,
+    },
+    /// The connection broke while in use (server restarted, backend terminated).
+    #[error("connection to server \"{server}\" was lost: {message}")]
+    Lost { server: String, message: String },
+    /// Every external file descriptor of this backend is in use.
+    #[error("out of file descriptors for remote connections")]
+    NoFileDescriptor,
+}
+
+impl RemoteError {
+    /// Whether the connection itself failed (as opposed to a statement error): such a
+    /// connection is discarded.
+    pub fn is_connection_failure(&self) -> bool {
+        match self {
+            RemoteError::Connect { .. } | RemoteError::Lost { .. } => true,
+            RemoteError::Server { sqlstate, .. } => {
+                sqlstate.starts_with("08") || sqlstate == "57P01" || sqlstate == "57P02"
+            }
+            RemoteError::NoFileDescriptor => false,
+        }
+    }
+
+    /// The SQLSTATE of a server error, if any.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            RemoteError::Server { sqlstate, .. } => Some(sqlstate),
+            _ => None,
+        }
+    }
+
+    /// The Postgres error to raise, with `context` (naming the tenant or server and database)
+    /// as its CONTEXT line. A server error keeps the remote SQLSTATE, message, DETAIL and HINT.
+    pub fn into_error(self, context: &str) -> Error {
+        let e = match self {
+            RemoteError::Server {
+                sqlstate,
+                message,
+                detail,
+                hint,
+                remote_context: _,
+            } => Error {
+                code: code_of(&sqlstate),
+                message,
+                detail,
+                hint,
+                context: None,
+            },
+            e @ RemoteError::Connect { .. } => {
+                Error::new(Code::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION, e.to_string())
+                    .hint("Check that the server is up and that its conninfo (messiah_list_servers()) and password file are right.")
+            }
+            e @ RemoteError::Lost { .. } => {
+                Error::new(Code::ERRCODE_CONNECTION_FAILURE, e.to_string())
+            }
+            e @ RemoteError::NoFileDescriptor => Error::new(Code::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED, e.to_string())
+                .hint("Lower messiah.max_remote_connections or raise max_files_per_process."),
+        };
+        e.context(context)
+    }
+}
+
+/// The pgrx error code for a five-character SQLSTATE (XX000 when it is not one).
+pub fn code_of(sqlstate: &str) -> Code {
+    let b = sqlstate.as_bytes();
+    if b.len() != 5 || !b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+        return Code::ERRCODE_INTERNAL_ERROR;
+    }
+    // MAKE_SQLSTATE: six bits per character, first character lowest.
+    let mut v: i32 = 0;
+    for (i, c) in b.iter().enumerate() {
+        v |= (i32::from(*c - b'0') & 0x3F) << (6 * i);
+    }
+    Code::from(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_round_trip() {
+        assert_eq!(code_of("42P01"), Code::ERRCODE_UNDEFINED_TABLE);
+        assert_eq!(code_of("23514"), Code::ERRCODE_CHECK_VIOLATION);
+        assert_eq!(code_of("57P01"), Code::ERRCODE_ADMIN_SHUTDOWN);
+        assert_eq!(code_of("nope"), Code::ERRCODE_INTERNAL_ERROR);
+    }
+
+    #[test]
+    fn connection_failures() {
+        let lost = RemoteError::Lost {
+            server: "s".into(),
+            message: "m".into(),
+        };
+        assert!(lost.is_connection_failure());
+        let sql = RemoteError::Server {
+            sqlstate: "42P01".into(),
+            message: "x".into(),
+            detail: None,
+            hint: None,
+            remote_context: None,
+        };
+        assert!(!sql.is_connection_failure());
+        let e = sql.into_error("tenant \"a\" on server \"local\"");
+        assert_eq!(e.code, Code::ERRCODE_UNDEFINED_TABLE);
+        assert_eq!(e.context.as_deref(), Some("tenant \"a\" on server \"local\""));
+    }
+}

@@ -1,0 +1,450 @@
+//! Small safe adapters over libpq (the `pq-sys` bindings), for use inside a backend.
+//!
+//! libpq is reached directly, as postgres_fdw and dblink do, because values must travel as
+//! protocol parameters (dblink cannot bind them). Every wait is on this backend's latch and the
+//! connection's socket (`WaitLatchOrSocket`), followed by `CHECK_FOR_INTERRUPTS`, so a query
+//! cancel or terminate interrupts a remote call, and a `ProcSignalBarrier` (which PG15's DROP
+//! DATABASE waits for in every backend) is absorbed while we wait. PG15 has no
+//! `libpq-be-fe-helpers.h`, so the interruptible connect and the cancel on interrupt are written
+//! here the way PG15's postgres_fdw `connection.c` writes them. Each open connection holds one
+//! of the backend's external file descriptors (`AcquireExternalFD`), as postgres_fdw's do.
+
+use super::error::RemoteError;
+use pgrx::pg_sys;
+use pq_sys as pq;
+use std::ffi::{CStr, CString};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+/// Field codes of `PQresultErrorField` (libpq's `PG_DIAG_*`, from postgres_ext.h).
+const DIAG_SQLSTATE: i32 = b'C' as i32;
+const DIAG_MESSAGE: i32 = b'M' as i32;
+const DIAG_DETAIL: i32 = b'D' as i32;
+const DIAG_HINT: i32 = b'H' as i32;
+const DIAG_CONTEXT: i32 = b'W' as i32;
+
+/// One result set of a statement, values in text form.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Rows {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Column type OIDs, as the server sent them.
+    pub types: Vec<u32>,
+    /// Rows of text values (`None` = SQL NULL).
+    pub rows: Vec<Vec<Option<String>>>,
+    /// Rows affected (INSERT/UPDATE/DELETE/SELECT count from the command tag), if any.
+    pub affected: Option<u64>,
+}
+
+impl Rows {
+    /// The first value of the first row, if any.
+    pub fn scalar(&self) -> Option<&str> {
+        self.rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref())
+    }
+}
+
+/// An open libpq connection owned by this backend.
+pub struct Conn {
+    raw: NonNull<pq::PGconn>,
+    /// Set when a statement was interrupted: the connection has unread results and must not
+    /// be reused.
+    poisoned: bool,
+}
+
+/// No-op notice receiver: remote NOTICEs (`DROP DATABASE IF EXISTS ... skipping`) would
+/// otherwise go to the server's stderr.
+unsafe extern "C" fn ignore_notice(_arg: *mut std::ffi::c_void, _res: *const pq::PGresult) {}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+/// Waits until `sock` is ready (readable and/or writable) or the deadline passes, on this
+/// backend's latch, then processes interrupts (which may raise: query cancel, terminate).
+/// Returns false on timeout.
+fn wait_socket(sock: i32, read: bool, write: bool, deadline: Option<Instant>) -> bool {
+    let mut events = pg_sys::WL_LATCH_SET | pg_sys::WL_EXIT_ON_PM_DEATH;
+    if read {
+        events |= pg_sys::WL_SOCKET_READABLE;
+    }
+    if write {
+        events |= pg_sys::WL_SOCKET_WRITEABLE;
+    }
+    let timeout = match deadline {
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            events |= pg_sys::WL_TIMEOUT;
+            left.as_millis().clamp(1, i64::from(i32::MAX) as u128) as i64
+        }
+        None => -1,
+    };
+    // SAFETY: MyLatch is this backend's latch; sock is an open socket of a live PGconn.
+    let rc = unsafe {
+        let rc = pg_sys::WaitLatchOrSocket(
+            pg_sys::MyLatch,
+            events as i32,
+            sock,
+            timeout as _,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+        rc
+    };
+    pgrx::check_for_interrupts!();
+    rc as u32 & pg_sys::WL_TIMEOUT == 0
+        || deadline.is_some_and(|d| Instant::now() < d)
+}
+
+impl Conn {
+    /// Opens a connection with libpq keyword/value `params` (never expanded as a conninfo),
+    /// waiting at most `timeout`. Errors: [`RemoteError::NoFileDescriptor`] when the backend's
+    /// descriptor budget is used up; [`RemoteError::Connect`] with libpq's message.
+    pub fn connect(
+        params: &[(String, String)],
+        timeout: Duration,
+        server: &str,
+        database: &str,
+    ) -> Result<Conn, RemoteError> {
+        // SAFETY: plain call; paired with ReleaseExternalFD in Drop (or below on failure).
+        if !unsafe { pg_sys::AcquireExternalFD() } {
+            return Err(RemoteError::NoFileDescriptor);
+        }
+        let keys: Vec<CString> = params.iter().map(|(k, _)| cstring(k)).collect();
+        let values: Vec<CString> = params.iter().map(|(_, v)| cstring(v)).collect();
+        let mut kp: Vec<*const std::ffi::c_char> = keys.iter().map(|k| k.as_ptr()).collect();
+        let mut vp: Vec<*const std::ffi::c_char> = values.iter().map(|v| v.as_ptr()).collect();
+        kp.push(std::ptr::null());
+        vp.push(std::ptr::null());
+        // SAFETY: NULL-terminated arrays of C strings that outlive the call.
+        let raw = unsafe { pq::PQconnectStartParams(kp.as_ptr(), vp.as_ptr(), 0) };
+        let Some(raw) = NonNull::new(raw) else {
+            // SAFETY: releases the descriptor acquired above.
+            unsafe { pg_sys::ReleaseExternalFD() };
+            return Err(RemoteError::Connect {
+                server: server.into(),
+                database: database.into(),
+                message: "out of memory".into(),
+            });
+        };
+        let conn = Conn {
+            raw,
+            poisoned: false,
+        };
+        // SAFETY: conn.raw is a live PGconn.
+        unsafe {
+            pq::PQsetNoticeReceiver(conn.raw.as_ptr(), Some(ignore_notice), std::ptr::null_mut())
+        };
+        let deadline = Instant::now() + timeout;
+        let fail = |conn: &Conn| RemoteError::Connect {
+            server: server.into(),
+            database: database.into(),
+            message: conn.error_message(),
+        };
+        // SAFETY: conn.raw is a live PGconn.
+        if unsafe { pq::PQstatus(conn.raw.as_ptr()) } == pq::ConnStatusType::CONNECTION_BAD {
+            return Err(fail(&conn));
+        }
+        loop {
+            // SAFETY: conn.raw is a live PGconn being connected.
+            let state = unsafe { pq::PQconnectPoll(conn.raw.as_ptr()) };
+            let (read, write) = match state {
+                pq::PostgresPollingStatusType::PGRES_POLLING_OK => return Ok(conn),
+                pq::PostgresPollingStatusType::PGRES_POLLING_FAILED => return Err(fail(&conn)),
+                pq::PostgresPollingStatusType::PGRES_POLLING_READING => (true, false),
+                pq::PostgresPollingStatusType::PGRES_POLLING_WRITING => (false, true),
+                pq::PostgresPollingStatusType::PGRES_POLLING_ACTIVE => continue,
+            };
+            if !wait_socket(conn.socket(), read, write, Some(deadline)) {
+                return Err(RemoteError::Connect {
+                    server: server.into(),
+                    database: database.into(),
+                    message: format!("timed out after {} ms", timeout.as_millis()),
+                });
+            }
+        }
+    }
+
+    fn socket(&self) -> i32 {
+        // SAFETY: self.raw is a live PGconn.
+        unsafe { pq::PQsocket(self.raw.as_ptr()) }
+    }
+
+    /// libpq's last error message for this connection, trimmed.
+    pub fn error_message(&self) -> String {
+        // SAFETY: PQerrorMessage returns a NUL-terminated string owned by the PGconn.
+        unsafe {
+            let p = pq::PQerrorMessage(self.raw.as_ptr());
+            if p.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(p).to_string_lossy().trim().to_string()
+            }
+        }
+    }
+
+    /// Whether the connection is usable: open, idle, not interrupted mid-statement, and the
+    /// server has not closed it while it sat idle (idle_session_timeout, a restart, a DROP
+    /// DATABASE ... WITH (FORCE)): pending input on an idle connection is read without
+    /// waiting, which turns a closed socket into a bad status.
+    pub fn is_healthy(&mut self) -> bool {
+        if self.poisoned {
+            return false;
+        }
+        let raw = self.raw.as_ptr();
+        // SAFETY: raw is a live PGconn; PQconsumeInput does not block.
+        unsafe {
+            if pq::PQstatus(raw) != pq::ConnStatusType::CONNECTION_OK {
+                return false;
+            }
+            if pq::PQtransactionStatus(raw) != pq::PGTransactionStatusType::PQTRANS_IDLE {
+                return false;
+            }
+            let mut pfd = libc_pollfd(self.socket());
+            if poll_now(&mut pfd) && (pq::PQconsumeInput(raw) == 0 || pq::PQisBusy(raw) != 0) {
+                return false;
+            }
+            pq::PQstatus(raw) == pq::ConnStatusType::CONNECTION_OK
+        }
+    }
+
+    /// The server process id of this connection.
+    pub fn backend_pid(&self) -> i32 {
+        // SAFETY: self.raw is a live PGconn.
+        unsafe { pq::PQbackendPID(self.raw.as_ptr()) }
+    }
+
+    /// Runs one statement with protocol parameters (extended query protocol: `$1..$n`, text
+    /// values, types left for the server to infer) and returns its rows.
+    pub fn query(
+        &mut self,
+        sql: &str,
+        params: &[Option<&str>],
+        server: &str,
+    ) -> Result<Rows, RemoteError> {
+        let c_sql = cstring(sql);
+        let values: Vec<Option<CString>> = params.iter().map(|p| p.map(cstring)).collect();
+        let ptrs: Vec<*const std::ffi::c_char> = values
+            .iter()
+            .map(|v| v.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()))
+            .collect();
+        // SAFETY: the query and parameter strings outlive the call; NULL types let the
+        // server infer them; text format for parameters and results.
+        let sent = unsafe {
+            pq::PQsendQueryParams(
+                self.raw.as_ptr(),
+                c_sql.as_ptr(),
+                ptrs.len() as i32,
+                std::ptr::null(),
+                if ptrs.is_empty() {
+                    std::ptr::null()
+                } else {
+                    ptrs.as_ptr()
+                },
+                std::ptr::null(),
+                std::ptr::null(),
+                0,
+            )
+        };
+        if sent == 0 {
+            return Err(self.lost(server));
+        }
+        self.collect(server)
+    }
+
+    /// Runs SQL text with the simple query protocol (one or more statements, no parameters:
+    /// for scripts and for utility statements, which take no parameters).
+    pub fn execute(&mut self, sql: &str, server: &str) -> Result<Rows, RemoteError> {
+        let c_sql = cstring(sql);
+        // SAFETY: c_sql outlives the call.
+        if unsafe { pq::PQsendQuery(self.raw.as_ptr(), c_sql.as_ptr()) } == 0 {
+            return Err(self.lost(server));
+        }
+        self.collect(server)
+    }
+
+    fn lost(&self, server: &str) -> RemoteError {
+        RemoteError::Lost {
+            server: server.into(),
+            message: self.error_message(),
+        }
+    }
+
+    /// Reads every result of the statement just sent, waiting on latch and socket; keeps the
+    /// last row set and the first error. On an interrupt (cancel, terminate) the remote
+    /// statement is cancelled and the connection poisoned.
+    fn collect(&mut self, server: &str) -> Result<Rows, RemoteError> {
+        let raw = self.raw.as_ptr();
+        let sock = self.socket();
+        let mut guard = CancelOnUnwind {
+            conn: raw,
+            armed: true,
+        };
+        let mut out = Rows::default();
+        let mut error: Option<RemoteError> = None;
+        loop {
+            // SAFETY: raw is live; PQisBusy/PQconsumeInput do not block.
+            while unsafe { pq::PQisBusy(raw) } != 0 {
+                wait_socket(sock, true, false, None);
+                if unsafe { pq::PQconsumeInput(raw) } == 0 {
+                    guard.armed = false;
+                    self.poisoned = true;
+                    return Err(self.lost(server));
+                }
+            }
+            // SAFETY: not busy, so PQgetResult does not block.
+            let res = unsafe { pq::PQgetResult(raw) };
+            if res.is_null() {
+                break;
+            }
+            let result = ResultGuard(res);
+            // SAFETY: res is a live PGresult until `result` drops.
+            let status = unsafe { pq::PQresultStatus(res) };
+            match status {
+                pq::ExecStatusType::PGRES_TUPLES_OK | pq::ExecStatusType::PGRES_COMMAND_OK => {
+                    out = result.rows();
+                }
+                pq::ExecStatusType::PGRES_EMPTY_QUERY => {}
+                _ if error.is_none() => error = Some(result.error(server, self)),
+                _ => {}
+            }
+        }
+        guard.armed = false;
+        // SAFETY: raw is live.
+        if unsafe { pq::PQstatus(raw) } != pq::ConnStatusType::CONNECTION_OK {
+            self.poisoned = true;
+        }
+        match error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // SAFETY: the PGconn is finished once; its descriptor was acquired in `connect`.
+        unsafe {
+            pq::PQfinish(self.raw.as_ptr());
+            pg_sys::ReleaseExternalFD();
+        }
+    }
+}
+
+/// Sends a cancel request for the statement in flight when dropped while armed (an interrupt
+/// or error unwound out of the wait), so `pg_cancel_backend` of a caller cancels the remote
+/// statement too.
+struct CancelOnUnwind {
+    conn: *mut pq::PGconn,
+    armed: bool,
+}
+
+impl Drop for CancelOnUnwind {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // SAFETY: conn is live (the Conn outlives this guard); PQcancel uses its own socket
+        // and writes at most 256 bytes into errbuf.
+        unsafe {
+            let cancel = pq::PQgetCancel(self.conn);
+            if !cancel.is_null() {
+                let mut errbuf = [0 as std::ffi::c_char; 256];
+                pq::PQcancel(cancel, errbuf.as_mut_ptr(), errbuf.len() as i32);
+                pq::PQfreeCancel(cancel);
+            }
+        }
+    }
+}
+
+/// Owns a PGresult.
+struct ResultGuard(*mut pq::PGresult);
+
+impl Drop for ResultGuard {
+    fn drop(&mut self) {
+        // SAFETY: each PGresult is cleared once.
+        unsafe { pq::PQclear(self.0) };
+    }
+}
+
+impl ResultGuard {
+    fn field(&self, code: i32) -> Option<String> {
+        // SAFETY: the result is live; the field is a NUL-terminated string or NULL.
+        unsafe {
+            let p = pq::PQresultErrorField(self.0, code);
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+        }
+    }
+
+    fn error(&self, server: &str, conn: &Conn) -> RemoteError {
+        match (self.field(DIAG_SQLSTATE), self.field(DIAG_MESSAGE)) {
+            (Some(sqlstate), Some(message)) => RemoteError::Server {
+                sqlstate,
+                message,
+                detail: self.field(DIAG_DETAIL),
+                hint: self.field(DIAG_HINT),
+                remote_context: self.field(DIAG_CONTEXT),
+            },
+            _ => RemoteError::Lost {
+                server: server.into(),
+                message: conn.error_message(),
+            },
+        }
+    }
+
+    fn rows(&self) -> Rows {
+        let r = self.0;
+        // SAFETY: indices are within PQnfields/PQntuples of the live result.
+        unsafe {
+            let nf = pq::PQnfields(r);
+            let nt = pq::PQntuples(r);
+            let text = |p: *const std::ffi::c_char| CStr::from_ptr(p).to_string_lossy().into_owned();
+            let columns = (0..nf).map(|i| text(pq::PQfname(r, i))).collect();
+            let types = (0..nf).map(|i| pq::PQftype(r, i)).collect();
+            let rows = (0..nt)
+                .map(|t| {
+                    (0..nf)
+                        .map(|f| {
+                            (pq::PQgetisnull(r, t, f) == 0).then(|| text(pq::PQgetvalue(r, t, f)))
+                        })
+                        .collect()
+                })
+                .collect();
+            let tag = text(pq::PQcmdTuples(r));
+            Rows {
+                columns,
+                types,
+                rows,
+                affected: tag.parse().ok(),
+            }
+        }
+    }
+}
+
+#[repr(C)]
+struct PollFd {
+    fd: i32,
+    events: i16,
+    revents: i16,
+}
+
+extern "C" {
+    fn poll(fds: *mut PollFd, nfds: u64, timeout: i32) -> i32;
+}
+
+fn libc_pollfd(fd: i32) -> PollFd {
+    const POLLIN: i16 = 0x001;
+    PollFd {
+        fd,
+        events: POLLIN,
+        revents: 0,
+    }
+}
+
+/// Whether `pfd` has input (or hang-up) pending right now, without waiting.
+fn poll_now(pfd: &mut PollFd) -> bool {
+    // SAFETY: one valid pollfd, zero timeout.
+    unsafe { poll(pfd, 1, 0) > 0 && pfd.revents != 0 }
+}

@@ -1,0 +1,184 @@
+//! The one remote command layer (DESIGN.md decision 9): every operation in another database
+//! (provisioning, snapshot pushes, sweeps, reconcile) goes through here.
+//!
+//! - [`Server`]: a row of the server registry `messiah.servers`, read from the catalog on every
+//!   call (never stale). `local` is the cluster the admin database runs on; its shared catalogs
+//!   (`pg_database`, database comments) are read locally, without a connection.
+//! - [`Endpoint`]: a database on a server, reached for maintenance (as the server's configured
+//!   user, `search_path` pinned to `pg_catalog, pg_temp`).
+//! - [`with_conn`]: runs statements on a pooled connection of this backend (see `pool`), keyed
+//!   by server, database and purpose; a broken connection is discarded and reopened once.
+//! - Errors are [`RemoteError`]s, turned into a Postgres error with a CONTEXT line naming the
+//!   server and database (or tenant) in one place, [`RemoteError::into_error`].
+
+pub mod error;
+pub mod libpq;
+mod pool;
+
+pub use error::RemoteError;
+pub use libpq::{Conn, Rows};
+pub use pool::{close_all, close_database, open_count};
+
+use crate::err::{Code, Error};
+use crate::ident::Conninfo;
+
+/// Name of the server row that stands for the cluster the admin database runs on.
+pub const LOCAL_SERVER: &str = "local";
+
+/// A registered server (`messiah.servers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub id: i64,
+    pub name: String,
+    /// Keyword/value conninfo without password; a `dbname` in it names the maintenance
+    /// database (default `postgres`).
+    pub conninfo: Conninfo,
+    pub status: String,
+}
+
+impl Server {
+    /// Whether this is the cluster the admin database runs on.
+    pub fn is_local(&self) -> bool {
+        self.name == LOCAL_SERVER
+    }
+
+    /// The database server-level commands (CREATE/DROP/ALTER DATABASE) run in: the admin
+    /// database itself on the local cluster, else the conninfo's dbname or `postgres`.
+    pub fn maintenance(&self) -> Endpoint {
+        let database = if self.is_local() {
+            crate::spi::current_database()
+        } else {
+            self.conninfo.get("dbname").unwrap_or("postgres").to_string()
+        };
+        self.database(&database)
+    }
+
+    /// A database on this server, reached for maintenance.
+    pub fn database(&self, database: &str) -> Endpoint {
+        Endpoint {
+            server: self.clone(),
+            database: database.to_string(),
+        }
+    }
+
+    /// The server a catalog row names. Errors: 42704 when no such server exists.
+    pub fn by_id(id: i64) -> Result<Server, Error> {
+        Self::lookup("id = $1", id.into()).ok_or_else(|| {
+            Error::new(
+                Code::ERRCODE_UNDEFINED_OBJECT,
+                format!("server with id {id} does not exist"),
+            )
+        })
+    }
+
+    /// The server named `name`. Errors: 42704.
+    pub fn by_name(name: &str) -> Result<Server, Error> {
+        Self::lookup("name = $1", name.into()).ok_or_else(|| {
+            Error::new(
+                Code::ERRCODE_UNDEFINED_OBJECT,
+                format!("server \"{name}\" does not exist"),
+            )
+            .hint("messiah_list_servers() lists the registered servers.")
+        })
+    }
+
+    /// The local server.
+    pub fn local() -> Result<Server, Error> {
+        Self::by_name(LOCAL_SERVER)
+    }
+
+    fn lookup(condition: &str, arg: pgrx::datum::DatumWithOid<'static>) -> Option<Server> {
+        let rows = crate::spi::text_rows(
+            &format!(
+                "SELECT id::text, name, conninfo, status FROM messiah.servers WHERE {condition}"
+            ),
+            &[arg],
+            4,
+        );
+        let row = rows.into_iter().next()?;
+        let text = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        Some(Server {
+            id: text(0).parse().unwrap_or(0),
+            name: text(1),
+            conninfo: Conninfo::parse(&text(2)).unwrap_or_default(),
+            status: text(3),
+        })
+    }
+
+    /// Every registered server.
+    pub fn all() -> Vec<Server> {
+        crate::spi::column::<String>("SELECT name FROM messiah.servers ORDER BY id", &[])
+            .into_iter()
+            .filter_map(|n| Self::by_name(&n).ok())
+            .collect()
+    }
+}
+
+/// A database on a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub server: Server,
+    pub database: String,
+}
+
+impl Endpoint {
+    /// `server "local" (database "tenant_acme")`, for CONTEXT lines.
+    pub fn describe(&self) -> String {
+        format!(
+            "server \"{}\" (database \"{}\")",
+            self.server.name, self.database
+        )
+    }
+
+    /// libpq connection parameters: the server's conninfo, this database, and messiah's fixed
+    /// settings: `application_name=messiah`, UTF8, `search_path` pinned (statements run with
+    /// the server user's rights must not resolve names through anyone's schema), and
+    /// `idle_session_timeout` = `messiah.remote_idle_timeout`, so the remote slot is freed
+    /// after that idle time even when this session stays idle (the local handle is then found
+    /// closed and reopened at the next use).
+    pub fn params(&self) -> Vec<(String, String)> {
+        let mut c = self.server.conninfo.clone();
+        c.set("dbname", &self.database);
+        c.set("application_name", "messiah");
+        c.set("client_encoding", "UTF8");
+        let idle = crate::guc::REMOTE_IDLE_TIMEOUT_MS.get();
+        let mut options = c.get("options").unwrap_or("").to_string();
+        options.push_str(&format!(
+            " -c search_path=pg_catalog,pg_temp -c idle_session_timeout={idle}"
+        ));
+        c.set("options", options.trim());
+        c.pairs()
+    }
+}
+
+/// Runs `f` on a connection of this backend to `ep` (opened if needed, kept in the pool
+/// afterwards). A pooled connection found broken is discarded and reopened; when `f` fails
+/// because a reused connection broke under it, it runs once more on a fresh one.
+pub fn with_conn<R>(
+    ep: &Endpoint,
+    mut f: impl FnMut(&mut Conn) -> Result<R, RemoteError>,
+) -> Result<R, RemoteError> {
+    pool::with_conn(ep, &mut f)
+}
+
+/// Runs one parameterized statement on `ep` and returns its rows.
+pub fn query(ep: &Endpoint, sql: &str, params: &[Option<&str>]) -> Result<Rows, RemoteError> {
+    let server = ep.server.name.clone();
+    with_conn(ep, |c| c.query(sql, params, &server))
+}
+
+/// Runs SQL text (utility statements, scripts) on `ep`.
+pub fn execute(ep: &Endpoint, sql: &str) -> Result<Rows, RemoteError> {
+    let server = ep.server.name.clone();
+    with_conn(ep, |c| c.execute(sql, &server))
+}
+
+/// Like [`query`], turning a failure into an [`Error`] whose CONTEXT names `ep`.
+pub fn query_or_error(ep: &Endpoint, sql: &str, params: &[Option<&str>]) -> Result<Rows, Error> {
+    query(ep, sql, params).map_err(|e| e.into_error(&ep.describe()))
+}
+
+/// Like [`execute`], turning a failure into an [`Error`] whose CONTEXT names `ep`.
+pub fn execute_or_error(ep: &Endpoint, sql: &str) -> Result<Rows, Error> {
+    execute(ep, sql).map_err(|e| e.into_error(&ep.describe()))
+}

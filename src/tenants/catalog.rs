@@ -1,0 +1,177 @@
+//! Reading the tenant catalog (over SPI, with bind parameters).
+
+use crate::err::{Code, Error};
+use crate::remote::Server;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+/// A catalog row, as the calling transaction sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// `messiah.tenants.id` (uuid as text).
+    pub row_id: String,
+    pub tenant_id: String,
+    pub database_name: String,
+    pub server_id: i64,
+    pub status: String,
+    pub lifecycle: String,
+    pub installation_id: String,
+    /// xid8 of the inserting (sub)transaction, as text.
+    pub creating_xid: String,
+    pub snapshot_version: i64,
+}
+
+const COLUMNS: &str = "id::text, tenant_id, database_name, server_id::text, status, lifecycle, \
+                       installation_id::text, coalesce(creating_xid::text, ''), snapshot_version::text";
+
+fn from_row(r: Vec<Option<String>>) -> Tenant {
+    let t = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+    Tenant {
+        row_id: t(0),
+        tenant_id: t(1),
+        database_name: t(2),
+        server_id: t(3).parse().unwrap_or(0),
+        status: t(4),
+        lifecycle: t(5),
+        installation_id: t(6),
+        creating_xid: t(7),
+        snapshot_version: t(8).parse().unwrap_or(0),
+    }
+}
+
+impl Tenant {
+    /// The row of `tenant_id`, whatever its lifecycle; `lock` takes FOR UPDATE.
+    pub fn find(tenant_id: &str, lock: bool) -> Option<Tenant> {
+        let q = format!(
+            "SELECT {COLUMNS} FROM messiah.tenants WHERE tenant_id = $1{}",
+            if lock { " FOR UPDATE" } else { "" }
+        );
+        let rows = if lock {
+            crate::spi::text_rows_mut(&q, &[tenant_id.into()], 9)
+        } else {
+            crate::spi::text_rows(&q, &[tenant_id.into()], 9)
+        };
+        rows.into_iter().next().map(from_row)
+    }
+
+    /// The row with primary key `row_id`.
+    pub fn by_row_id(row_id: &str) -> Option<Tenant> {
+        crate::spi::text_rows(
+            &format!("SELECT {COLUMNS} FROM messiah.tenants WHERE id = $1::uuid"),
+            &[row_id.into()],
+            9,
+        )
+        .into_iter()
+        .next()
+        .map(from_row)
+    }
+
+    /// Every row on `server_id`, by tenant_id.
+    pub fn on_server(server_id: i64) -> Vec<Tenant> {
+        crate::spi::text_rows(
+            &format!(
+                "SELECT {COLUMNS} FROM messiah.tenants WHERE server_id = $1 ORDER BY tenant_id"
+            ),
+            &[server_id.into()],
+            9,
+        )
+        .into_iter()
+        .map(from_row)
+        .collect()
+    }
+
+    /// A tenant that exists and is not being dropped: 42704 otherwise.
+    pub fn existing(tenant_id: &str, lock: bool) -> Result<Tenant, Error> {
+        match Tenant::find(tenant_id, lock) {
+            Some(t) if t.lifecycle != "dropping" => Ok(t),
+            _ => Err(not_found(tenant_id)),
+        }
+    }
+
+    /// Whether this installation manages the tenant (a restored copy's rows name the
+    /// original installation until messiah_takeover()).
+    pub fn is_ours(&self) -> bool {
+        self.installation_id == installation_id()
+    }
+
+    /// 55000 for a tenant another installation manages.
+    pub fn require_ours(&self) -> Result<(), Error> {
+        if self.is_ours() {
+            return Ok(());
+        }
+        Err(Error::new(
+            Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "tenant \"{}\" is managed by another messiah installation ({})",
+                self.tenant_id, self.installation_id
+            ),
+        )
+        .detail("This admin database is a restored copy, or the tenant was taken over by another installation.")
+        .hint("messiah_takeover() makes this installation manage the tenants of a restored copy."))
+    }
+
+    /// The server the tenant's database lives on.
+    pub fn server(&self) -> Result<Server, Error> {
+        Server::by_id(self.server_id)
+    }
+
+    /// `tenant "acme" on server "local" (database "tenant_acme")`, for CONTEXT lines.
+    pub fn describe(&self, server: &Server) -> String {
+        format!(
+            "tenant \"{}\" on server \"{}\" (database \"{}\")",
+            self.tenant_id, server.name, self.database_name
+        )
+    }
+
+    /// The catalog copy of this tenant as the calling transaction sees it.
+    pub fn snapshot(&self) -> serde_json::Value {
+        snapshot_json(&self.tenant_id)
+    }
+}
+
+/// The tenant as the API returns it (`messiah.tenant_json`).
+pub fn tenant_json(tenant_id: &str) -> Option<serde_json::Value> {
+    crate::spi::one::<JsonB>(
+        "SELECT messiah.tenant_json(t) FROM messiah.tenants t WHERE t.tenant_id = $1",
+        &[tenant_id.into()],
+    )
+    .map(|j| j.0)
+}
+
+/// The catalog copy `{"version","policy","fields","tenant"}` of a tenant (`messiah.snapshot_json`).
+pub fn snapshot_json(tenant_id: &str) -> serde_json::Value {
+    crate::spi::one::<JsonB>("SELECT messiah.snapshot_json($1)", &[tenant_id.into()])
+        .map(|j| j.0)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// 42704: no such tenant.
+pub fn not_found(tenant_id: &str) -> Error {
+    Error::new(
+        Code::ERRCODE_UNDEFINED_OBJECT,
+        format!("tenant \"{tenant_id}\" does not exist"),
+    )
+    .hint("messiah_list_tenants() lists the tenants.")
+}
+
+/// The id of this admin installation.
+pub fn installation_id() -> String {
+    crate::spi::one::<String>("SELECT messiah.installation_id()::text", &[])
+        .unwrap_or_default()
+}
+
+/// Bumps the tenant's snapshot version (a new value of the sequence, never reused) and
+/// queues the push of its catalog copy after COMMIT. The row lock also serializes concurrent
+/// changes of one tenant.
+pub fn bump_snapshot(t: &Tenant) -> Result<(), Error> {
+    Spi::run_with_args(
+        "UPDATE messiah.tenants SET snapshot_version = nextval('messiah.snapshot_version_seq') \
+         WHERE tenant_id = $1",
+        &[t.tenant_id.as_str().into()],
+    )
+    .map_err(|e| Error::new(Code::ERRCODE_INTERNAL_ERROR, e.to_string()))?;
+    if t.lifecycle == "ready" {
+        crate::tenants::outbox::enqueue(crate::tenants::outbox::Action::PushSnapshot, t);
+    }
+    Ok(())
+}

@@ -103,6 +103,14 @@ COMMENT ON FUNCTION @extschema@.messiah_apply_fields(text, text, jsonb) IS
 $$The original design's applyFields: moves the keys of a flat record that are defined fields into custom_fields, keeps base columns, applies the unknown-field policy and defaults, validates; returns the record ready to insert. Errors: 23514 with every failing field in DETAIL, 22023, 22004, 42704.$$;
 COMMENT ON FUNCTION @extschema@.messiah_check_existing(text, text) IS
 $$Checks the rows of the tenant's entity_table against the definitions as the calling transaction sees them (so a tightening can be planned inside a transaction that is then rolled back); the tenant database reads rows in batches through a cursor. Returns {"entity_table","checked","violations","sample":[{"id","errors"}]} (at most 10 samples). Errors: 22023, 22004, 42704, the tenant database's errors with a CONTEXT naming tenant and server.$$;
+COMMENT ON FUNCTION @extschema@.messiah_add_server(text, text, integer) IS
+$$Registers a server that holds tenant databases. Args: name text (^[a-z][a-z0-9_]*$, <= 63 bytes), conninfo text (libpq keyword=value, a host required, no password: libpq's password file supplies it; a dbname names the maintenance database, default postgres), capacity integer (most tenants it may hold; null: no limit). The server must be reachable and have messiah installed. Returns the server as jsonb. Errors: 22023 bad name or conninfo, 23505 name taken, 08001 unreachable, 55000 no messiah there; nothing is written on error. DESIGN.md decision 9.$$;
+COMMENT ON FUNCTION @extschema@.messiah_alter_server(text, jsonb) IS
+$$Changes a server from a jsonb patch with any of conninfo (applies to every tenant on it), status (active|draining|offline: only active servers receive new tenants), capacity (integer >= 0 or null). Returns the server. Errors: 22023, 42704 no such server, 08001/55000 a conninfo that does not reach a server with messiah.$$;
+COMMENT ON FUNCTION @extschema@.messiah_drop_server(text) IS
+$$Removes a server from the registry; returns what it was. Errors: 42704 no such server, 55000 the local server, 2BP01 tenants still live there.$$;
+COMMENT ON FUNCTION @extschema@.messiah_list_servers() IS
+$$The registered servers as rows (name, conninfo, status, capacity, tenants, reachable, message): tenants is the count of tenants placed there; reachable says whether a connection to its maintenance database opens (local: always).$$;
 COMMENT ON FUNCTION messiah.create_tenant_database(uuid) IS
 $$Internal (deferred trigger at COMMIT, reconcile): creates the database of a provisioning tenant under a temporary name carrying this installation and the creating transaction, marks it, renames it to tenant_<id>, installs the catalog copy, marks the row ready. 42P04 if it exists.$$;
 COMMENT ON FUNCTION messiah.register_local_server() IS

@@ -100,15 +100,16 @@ fn messiah_define_field(
     t.require_ours().or_raise();
     let id = tenant_id_arg(Some(&t.tenant_id));
     entity(entity_table);
-    check(args::check_name("display_name", display_name, true));
+    let what = |arg: &str| format!("field {field_name:?}: {arg}");
+    check(args::check_name(&what("display_name"), display_name, true));
     if let Some(d) = description {
-        check(args::check_text("description", d, args::MAX_DESCRIPTION_CHARS));
+        check(args::check_text(&what("description"), d, args::MAX_DESCRIPTION_CHARS));
     }
     if let Some(d) = default_value {
-        check(args::check_bytes("default_value", d.len(), args::MAX_DEFAULT_BYTES));
+        check(args::check_bytes(&what("default_value"), d.len(), args::MAX_DEFAULT_BYTES));
     }
-    check(args::check_document("validation_rules", &validation_rules.0));
-    check(args::check_document("ui_config", &ui_config.0));
+    check(args::check_document(&what("validation_rules"), &validation_rules.0));
+    check(args::check_document(&what("ui_config"), &ui_config.0));
     if !ui_config.0.is_object() {
         invalid(
             format!("field \"{field_name}\": ui_config must be a JSON object"),
@@ -313,7 +314,7 @@ fn messiah_check_existing(tenant_id: Option<&str>, entity_table: Option<&str>) -
     entity(entity_table);
     let snap = catalog::snapshot_json(&t.tenant_id).to_string();
     let server = t.server().or_raise();
-    let rows = crate::remote::query(
+    let rows = crate::remote::query_once(
         &server.database(&t.database_name),
         "SELECT messiah.check_rows($1, $2::jsonb, 10)::text",
         &[Some(entity_table), Some(&snap)],

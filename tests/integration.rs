@@ -8,8 +8,8 @@ mod common;
 mod api_values;
 #[path = "integration/concurrency.rs"]
 mod concurrency;
-#[path = "integration/crash.rs"]
-mod crash;
+#[path = "integration/endings.rs"]
+mod endings;
 #[path = "integration/fields.rs"]
 mod fields;
 #[path = "integration/hardening.rs"]

@@ -53,10 +53,10 @@ ORDER BY 1, 2;
 -- Direct writes (as the owner; the API is the normal path). A row inserted and removed in
 -- one transaction never reaches the COMMIT-time provisioning.
 BEGIN;
-INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_conninfo)
-VALUES ('rg_cat', 'Catalog', 'rg-cat', 'tenant_rg_cat',
-        format('host=%s port=%s user=postgres', current_setting('unix_socket_directories'), current_setting('port')));
-SELECT status, settings, fields_version, contact_email IS NULL AS no_email,
+INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_id)
+VALUES ('rg_cat', 'Catalog', 'rg-cat', 'tenant_rg_cat', 1);
+SELECT status, settings, snapshot_version, lifecycle, installation_id = messiah.installation_id() AS ours,
+       contact_email IS NULL AS no_email,
        created_at = now() AS created_now, updated_at = now() AS updated_now
 FROM messiah.tenants WHERE tenant_id = 'rg_cat';
 -- updated_at is maintained by the trigger: set it to the past, then update another column
@@ -68,38 +68,41 @@ SELECT name, updated_at = now() AS updated_now, updated_at > created_at AS updat
 FROM messiah.tenants WHERE tenant_id = 'rg_cat';
 
 -- the checks
-SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_conninfo, status)
-                     VALUES ('rg_cat2', 'C', 'rg-cat2', 'tenant_rg_cat2', '', 'deleted')$$);
+SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_id, status)
+                     VALUES ('rg_cat2', 'C', 'rg-cat2', 'tenant_rg_cat2', 1, 'deleted')$$);
 SELECT pg_temp.try($$UPDATE messiah.tenants SET status = 'archived' WHERE tenant_id = 'rg_cat'$$);
-SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_conninfo)
-                     VALUES ('Bad-Id', 'C', 'rg-cat2', 'tenant_Bad-Id', '')$$);
-SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_conninfo)
-                     VALUES ('rg_cat2', 'C', 'Bad Slug', 'tenant_rg_cat2', '')$$);
-SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_conninfo)
-                     VALUES ('rg_cat2', ' ', 'rg-cat2', 'tenant_rg_cat2', '')$$);
-SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_conninfo)
-                     VALUES ('rg_cat2', 'C', 'rg-cat2', 'tenant_other', '')$$);
-SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_conninfo, settings)
-                     VALUES ('rg_cat2', 'C', 'rg-cat2', 'tenant_rg_cat2', '', '[]')$$);
-SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_conninfo)
-                     VALUES ('rg_cat', 'C', 'rg-cat2', 'tenant_rg_cat', '')$$);
-SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_conninfo)
-                     VALUES ('rg_cat2', 'C', 'rg-cat', 'tenant_rg_cat2', '')$$);
+SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_id)
+                     VALUES ('Bad-Id', 'C', 'rg-cat2', 'tenant_Bad-Id', 1)$$);
+SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_id)
+                     VALUES ('rg_cat2', 'C', 'Bad Slug', 'tenant_rg_cat2', 1)$$);
+SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_id)
+                     VALUES ('rg_cat2', ' ', 'rg-cat2', 'tenant_rg_cat2', 1)$$);
+SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_id)
+                     VALUES ('rg_cat2', 'C', 'rg-cat2', 'tenant_other', 1)$$);
+SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_id, settings)
+                     VALUES ('rg_cat2', 'C', 'rg-cat2', 'tenant_rg_cat2', 1, '[]')$$);
+SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_id)
+                     VALUES ('rg_cat', 'C', 'rg-cat2', 'tenant_rg_cat', 1)$$);
+SELECT pg_temp.try($$INSERT INTO messiah.tenants (tenant_id, name, slug, database_name, server_id)
+                     VALUES ('rg_cat2', 'C', 'rg-cat', 'tenant_rg_cat2', 1)$$);
 SELECT pg_temp.try($$INSERT INTO messiah.tenant_supabase_configs (tenant_id, supabase_project_id, supabase_url, anon_key, service_key, plan)
-                     VALUES ('rg_cat', 'p', 'u', 'a', 's', 'gold')$$);
+                     VALUES ('rg_cat', 'p', 'u', 'msk1:0123456789abcdef:AAAA', 'msk1:0123456789abcdef:BBBB', 'gold')$$);
 SELECT pg_temp.try($$INSERT INTO messiah.tenant_supabase_configs (tenant_id, supabase_project_id, supabase_url, anon_key, service_key)
-                     VALUES ('rg_nobody', 'p', 'u', 'a', 's')$$);
+                     VALUES ('rg_nobody', 'p', 'u', 'msk1:0123456789abcdef:AAAA', 'msk1:0123456789abcdef:BBBB')$$);
 SELECT pg_temp.try($$INSERT INTO messiah.extension_field_definitions (tenant_id, entity_table, field_name, field_type, display_name)
                      VALUES ('rg_cat', 'clients', 'f', 'money', 'F')$$);
 
--- tenant_id, database_name and server_conninfo are immutable: 0A000
+-- tenant_id, database_name and server_id are immutable: 0A000
 SELECT pg_temp.try($$UPDATE messiah.tenants SET tenant_id = 'rg_cat3', database_name = 'tenant_rg_cat3' WHERE tenant_id = 'rg_cat'$$);
 SELECT pg_temp.try($$UPDATE messiah.tenants SET database_name = 'tenant_rg_cat_moved' WHERE tenant_id = 'rg_cat'$$);
-SELECT pg_temp.try($$UPDATE messiah.tenants SET server_conninfo = 'host=elsewhere' WHERE tenant_id = 'rg_cat'$$);
+SELECT pg_temp.try($$UPDATE messiah.tenants SET server_id = 2 WHERE tenant_id = 'rg_cat'$$);
 
+-- keys in clear text are refused by the catalog itself
+SELECT pg_temp.try($$INSERT INTO messiah.tenant_supabase_configs (tenant_id, supabase_project_id, supabase_url, anon_key, service_key)
+                     VALUES ('rg_cat', 'p', 'u', 'msk1:0123456789abcdef:AAAA', 'sk_clear_text')$$);
 -- defaults of the config table; delete cascades to it
 INSERT INTO messiah.tenant_supabase_configs (tenant_id, supabase_project_id, supabase_url, anon_key, service_key)
-VALUES ('rg_cat', 'p', 'u', 'a', 's');
+VALUES ('rg_cat', 'p', 'u', 'msk1:0123456789abcdef:AAAA', 'msk1:0123456789abcdef:BBBB');
 SELECT region, plan, is_active FROM messiah.tenant_supabase_configs WHERE tenant_id = 'rg_cat';
 DELETE FROM messiah.tenants WHERE tenant_id = 'rg_cat';
 SELECT count(*) AS configs_left FROM messiah.tenant_supabase_configs WHERE tenant_id = 'rg_cat';
@@ -114,15 +117,15 @@ JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.de
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'messiah';
 SELECT f AS function, has_function_privilege('public', f, 'execute') AS public_execute,
        p.prosecdef AS security_definer, p.proconfig
-FROM unnest(ARRAY['messiah_create_tenant(text,text,text,text,text,jsonb,jsonb)',
+FROM unnest(ARRAY['messiah_create_tenant(text,text,text,text,text,jsonb,jsonb,text)',
                   'messiah_get_tenant(text)', 'messiah_list_tenants(text,bigint,bigint)',
                   'messiah_update_tenant(text,jsonb)', 'messiah_set_tenant_status(text,text)',
-                  'messiah_drop_tenant(text,boolean)', 'messiah_reconcile(boolean)',
-                  'messiah.sweep()', 'messiah.create_tenant_database(text,text,text)',
-                  'messiah.drop_tenant_database(text,text)', 'messiah.tenants_provision()']::regprocedure[]) AS f
+                  'messiah_drop_tenant(text,boolean)', 'messiah_reconcile(boolean,boolean)',
+                  'messiah_get_secret(text,text)', 'messiah_run_pending(integer)',
+                  'messiah.create_tenant_database(uuid)', 'messiah.tenants_provision()']::regprocedure[]) AS f
 JOIN pg_proc p ON p.oid = f
 ORDER BY f::text;
-SELECT has_function_privilege('public', 'messiah_create_tenant(text,text,text,text,text,jsonb,jsonb)', 'execute');
+SELECT has_function_privilege('public', 'messiah_create_tenant(text,text,text,text,text,jsonb,jsonb,text)', 'execute');
 SELECT has_schema_privilege('public', 'messiah', 'usage') AS public_schema_usage;
 SELECT c.relname, has_table_privilege('public', c.oid, 'select') AS public_select
 FROM pg_class c

@@ -65,7 +65,7 @@ SELECT pg_temp.try($$SELECT messiah_validate_custom_fields('rg_fields', 'invoice
 SELECT pg_temp.try($$SELECT messiah_validate_custom_fields('rg_fields_nosuch', 'clients', '{}')$$);
 
 SELECT count(*) AS definitions FROM messiah.extension_field_definitions WHERE tenant_id = 'rg_fields';
-SELECT fields_version FROM messiah.tenants WHERE tenant_id = 'rg_fields';
+SELECT snapshot_version FROM messiah.tenants WHERE tenant_id = 'rg_fields';
 
 -- valid definitions (40 bytes is the longest name)
 SELECT d ->> 'field_name' AS field_name, d ->> 'field_type' AS field_type,
@@ -169,5 +169,6 @@ SELECT * FROM pg_temp.errors('{"level": 1, "code": "abcdef"}');
 
 -- cleanup: the tenant database is dropped at COMMIT
 SELECT messiah_drop_tenant('rg_fields') ->> 'database' AS dropped;
+SELECT messiah_run_pending(wait_ms => 10000) ->> 'pending' AS pending;
 SELECT count(*) AS databases_left FROM pg_database WHERE datname = 'tenant_rg_fields';
 SELECT count(*) AS definitions_left FROM messiah.extension_field_definitions WHERE tenant_id = 'rg_fields';

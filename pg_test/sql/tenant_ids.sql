@@ -78,6 +78,6 @@ SELECT pg_temp.try($$SELECT messiah_create_tenant('rg_ids_cfg', 'Name', 'rg-ids'
 
 -- nothing was written by any failed call
 SELECT count(*) AS tenants FROM messiah.tenants;
-SELECT count(*) AS journal FROM messiah.provisioning_journal;
+SELECT count(*) AS queued FROM messiah.outbox;
 -- and the injection attempts did nothing
 SELECT count(*) AS postgres_db FROM pg_database WHERE datname = 'postgres';

@@ -448,3 +448,24 @@ fn poll_now(pfd: &mut PollFd) -> bool {
     // SAFETY: one valid pollfd, zero timeout.
     unsafe { poll(pfd, 1, 0) > 0 && pfd.revents != 0 }
 }
+
+/// The connection keywords this libpq knows (`PQconndefaults`), for checking a conninfo
+/// before it is stored.
+pub fn known_keywords() -> Vec<String> {
+    let mut out = Vec::new();
+    // SAFETY: PQconndefaults returns an array terminated by a NULL keyword (or NULL on out of
+    // memory), freed with PQconninfoFree.
+    unsafe {
+        let opts = pq::PQconndefaults();
+        if opts.is_null() {
+            return out;
+        }
+        let mut p = opts;
+        while !(*p).keyword.is_null() {
+            out.push(CStr::from_ptr((*p).keyword).to_string_lossy().into_owned());
+            p = p.add(1);
+        }
+        pq::PQconninfoFree(opts);
+    }
+    out
+}

@@ -14,10 +14,11 @@
 pub mod error;
 pub mod libpq;
 mod pool;
+mod servers_api;
 
 pub use error::RemoteError;
 pub use libpq::{Conn, Rows};
-pub use pool::{close_all, close_database, open_count};
+pub use pool::{close_all, close_database, close_server, open_count};
 
 use crate::err::{Code, Error};
 use crate::ident::Conninfo;
@@ -171,6 +172,15 @@ pub fn query(ep: &Endpoint, sql: &str, params: &[Option<&str>]) -> Result<Rows, 
 pub fn execute(ep: &Endpoint, sql: &str) -> Result<Rows, RemoteError> {
     let server = ep.server.name.clone();
     with_conn(ep, |c| c.execute(sql, &server))
+}
+
+/// Like [`query`], then closes this backend's connections to `ep`'s database: for one-off
+/// work inside a tenant database, so that no connection of ours lingers there (a lingering
+/// session would make a plain DROP DATABASE or RENAME of that database fail).
+pub fn query_once(ep: &Endpoint, sql: &str, params: &[Option<&str>]) -> Result<Rows, RemoteError> {
+    let r = query(ep, sql, params);
+    close_database(ep.server.id, &ep.database);
+    r
 }
 
 /// Like [`query`], turning a failure into an [`Error`] whose CONTEXT names `ep`.

@@ -135,6 +135,19 @@ pub fn close_database(server_id: i64, database: &str) {
     drop(closed);
 }
 
+/// Closes this backend's connections to server `server_id` (its conninfo changed or it was
+/// removed).
+pub fn close_server(server_id: i64) {
+    let closed: Vec<Slot> = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let (out, keep): (Vec<Slot>, Vec<Slot>) =
+            p.drain(..).partition(|s| s.key.server_id == server_id);
+        *p = keep;
+        out
+    });
+    drop(closed);
+}
+
 /// Closes every connection of this backend.
 pub fn close_all() {
     let closed: Vec<Slot> = POOL.with(|p| p.borrow_mut().drain(..).collect());

@@ -119,7 +119,11 @@ fn config_arg(v: &Value) -> SupabaseConfig {
     let plan = text("plan", Some("free"));
     if !PLANS.contains(&plan.as_str()) {
         invalid(
-            format!("config.plan must be one of {}", PLANS.join(", ")),
+            format!(
+                "config.plan must be one of {}, got {:?}",
+                PLANS.join(", "),
+                plan.chars().take(64).collect::<String>()
+            ),
             None,
             None,
         );

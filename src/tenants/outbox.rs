@@ -148,7 +148,7 @@ pub fn run(force: bool) -> Report {
                 crate::spi::run(
                     "UPDATE messiah.outbox SET attempts = attempts + 1, last_error = $2, \
                      next_attempt_at = pg_catalog.clock_timestamp() + \
-                         pg_catalog.least(300, pg_catalog.power(2, attempts)) * interval '1 second' \
+                         LEAST(300, pg_catalog.power(2, attempts)) * interval '1 second' \
                      WHERE id = $1",
                     &[item.id.into(), e.message.as_str().into()],
                 );

@@ -351,7 +351,7 @@ pub fn install_copy(t: &Tenant, server: &Server, force: bool) -> Result<String, 
         .unwrap_or(0)
         .to_string();
     let snapshot = snapshot.to_string();
-    let rows = remote::query(
+    let rows = remote::query_once(
         &server.database(&t.database_name),
         "SELECT messiah.install_snapshot($1::uuid, $2, $3::bigint, $4::jsonb, $5::boolean)",
         &[

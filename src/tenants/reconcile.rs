@@ -60,7 +60,13 @@ fn row_counts(server: &Server, datname: &str) -> String {
         Ok(r) => r.rows,
         Err(e) => return format!("row counts unavailable: {e}"),
     };
-    let names: Vec<String> = tables.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+    let present: Vec<String> = tables.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+    // in the seed's order
+    let names: Vec<&str> = crate::fields::ENTITY_TABLES
+        .iter()
+        .copied()
+        .filter(|t| present.iter().any(|p| p == t))
+        .collect();
     if names.is_empty() {
         return "no tenant tables".into();
     }
@@ -242,7 +248,7 @@ fn tenant_drift(
 /// Compares the tenant database's catalog copy with the committed catalog.
 fn snapshot_drift(t: &Tenant, server: &Server, repair: bool) -> Result<Option<Drift>, Error> {
     let ep = server.database(&t.database_name);
-    let found = remote::query(
+    let found = remote::query_once(
         &ep,
         "SELECT installation_id::text, version::text, snapshot::text FROM messiah.field_snapshot",
         &[],
@@ -405,7 +411,7 @@ pub fn adopt(server: &Server, database_name: &str) -> Result<String, Error> {
         )));
     };
     let ep = server.database(database_name);
-    let copy = remote::query(
+    let copy = remote::query_once(
         &ep,
         "SELECT tenant_id, snapshot::text FROM messiah.field_snapshot",
         &[],

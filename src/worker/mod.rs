@@ -172,8 +172,8 @@ pub fn wake_at_commit() {
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || wake(db));
 }
 
-/// Wakes this database's executor if the current transaction aborts (a database it created
-/// before COMMIT is then garbage to sweep).
+/// Wakes this database's executor if the current transaction, or a subtransaction of it,
+/// aborts (a database it created before COMMIT is then garbage to sweep).
 pub fn wake_at_abort() {
     if !preloaded() || ABORT_HOOKED.with(|c| c.replace(local_xid())) == local_xid() {
         return;
@@ -181,4 +181,6 @@ pub fn wake_at_abort() {
     // SAFETY: plain read.
     let db = unsafe { pg_sys::MyDatabaseId };
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, move || wake(db));
+    // A savepoint rolled back after SET CONSTRAINTS ALL IMMEDIATE created the database.
+    pgrx::register_subxact_callback(pgrx::PgSubXactCallbackEvent::AbortSub, move |_, _| wake(db));
 }

@@ -91,26 +91,49 @@ pub fn tenant_rows(c: &mut Client, tenant_id: &str) -> i64 {
     .get(0)
 }
 
-/// Number of provisioning-journal rows (all of them, or those of `database`).
-pub fn journal_rows(c: &mut Client, database: Option<&str>) -> i64 {
-    c.query_one(
-        "SELECT count(*) FROM messiah.provisioning_journal WHERE $1::text IS NULL OR database_name = $1",
-        &[&database],
-    )
-    .unwrap()
-    .get(0)
+/// Carries out every queued remote action (drops, catalog copy pushes) and waits for the
+/// ones the executor worker is running: what "after COMMIT" has finished means in a test.
+pub fn settle(c: &mut Client) {
+    let r: String = c
+        .query_one("SELECT messiah_run_pending(wait_ms => 20000)::text", &[])
+        .unwrap()
+        .get(0);
+    let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+    assert_eq!(v["pending"], 0, "remote actions still pending: {r}");
 }
 
-/// `messiah.sweep()`'s result, sorted.
-pub fn sweep(c: &mut Client) -> Vec<String> {
+/// Drops a tenant and waits for its database to be dropped after COMMIT.
+pub fn drop_tenant(c: &mut Client, tenant_id: &str) {
+    c.execute("SELECT messiah_drop_tenant($1)", &[&tenant_id])
+        .unwrap();
+    settle(c);
+}
+
+/// The databases `messiah_reconcile(repair => true)` drops as aborted creations, sorted.
+pub fn swept(c: &mut Client) -> Vec<String> {
     let mut v: Vec<String> = c
-        .query("SELECT * FROM messiah.sweep()", &[])
+        .query(
+            "SELECT database_name FROM messiah_reconcile(repair => true) WHERE kind = 'aborted_creation'",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
     v.sort();
     v
+}
+
+/// Number of databases being created (temporary names) by the installation of the admin
+/// database `c` is connected to.
+pub fn temp_databases(c: &mut Client) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM pg_database WHERE datname LIKE \
+         'messiah\\_new\\_' || left(messiah.installation_id()::text, 8) || '\\_%'",
+        &[],
+    )
+    .unwrap()
+    .get(0)
 }
 
 /// The backend pid of a session.

@@ -34,11 +34,13 @@ fn lifecycle_api_returns_exact_values() {
         "contact_name": "Ann",
         "settings": {"unknown_custom_fields": "strip", "theme": {"color": "red"}},
         "database": "tenant_it_api_a",
-        "fields_version": 0,
+        "server": "local",
+        "lifecycle": "provisioning",
+        "snapshot_version": 0,
         "supabase": {
             "supabase_project_id": "proj1",
             "supabase_url": "https://proj1.supabase.co",
-            "anon_key": "anon-1",
+            "anon_key": "********",
             "service_key": "********",
             "region": "us-east-1",
             "plan": "free",
@@ -54,7 +56,7 @@ fn lifecycle_api_returns_exact_values() {
         .unwrap()
         .get(0);
     assert_eq!(created["id"], json!(id));
-    // the secret is stored, never returned
+    // the secret is stored encrypted, returned only by messiah_get_secret
     let key: String = admin
         .query_one(
             "SELECT service_key FROM messiah.tenant_supabase_configs WHERE tenant_id = 'it_api_a'",
@@ -62,9 +64,18 @@ fn lifecycle_api_returns_exact_values() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(key, "very-secret-1");
+    assert!(key.starts_with("msk1:") && !key.contains("very-secret-1"), "{key}");
+    let secret: String = admin
+        .query_one("SELECT messiah_get_secret('it_api_a', 'service_key')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(secret, "very-secret-1");
     let got = json(&mut admin, "messiah_get_tenant('it_api_a')");
-    assert_eq!(got, created);
+    // committed: the database exists and the row is ready
+    assert_eq!(got["lifecycle"], json!("ready"));
+    let mut ready = created.clone();
+    ready["lifecycle"] = json!("ready");
+    assert_eq!(got, ready);
     assert!(!got.to_string().contains("very-secret-1"));
     assert!(db_exists("tenant_it_api_a"));
 
@@ -77,7 +88,8 @@ fn lifecycle_api_returns_exact_values() {
         json!({
             "tenant_id": "it_api_b", "name": "Beta", "slug": "it-api-b", "status": "active",
             "contact_email": null, "contact_name": null, "settings": {},
-            "database": "tenant_it_api_b", "fields_version": 0, "supabase": null
+            "database": "tenant_it_api_b", "server": "local", "lifecycle": "provisioning",
+            "snapshot_version": 0, "supabase": null
         })
     );
     admin
@@ -134,7 +146,7 @@ fn lifecycle_api_returns_exact_values() {
         &mut admin,
         "(SELECT t FROM messiah_list_tenants(\"limit\" => 1) t)",
     );
-    assert_eq!(listed, created);
+    assert_eq!(listed, ready);
     for (args, what) in [
         ("status => 'deleted'", "deleted"),
         ("\"offset\" => -1", "offset"),
@@ -167,6 +179,10 @@ fn lifecycle_api_returns_exact_values() {
     expected["contact_name"] = Value::Null;
     expected["settings"] =
         json!({"unknown_custom_fields": "strip", "theme": {"font": "serif"}, "beta": true});
+    expected["lifecycle"] = json!("ready");
+    // the tenant database's copy of the row follows: a new snapshot version
+    assert!(u["snapshot_version"].as_i64().unwrap() > 0, "{u}");
+    expected["snapshot_version"] = u["snapshot_version"].clone();
     assert_eq!(stable(u.clone()), expected);
     assert_eq!(u["id"], created["id"]);
     assert_eq!(u["created_at"], created["created_at"]);
@@ -227,6 +243,7 @@ fn lifecycle_api_returns_exact_values() {
     // nothing changed by the failed updates
     let mut expected_now = expected.clone();
     expected_now["slug"] = json!("acme-corp");
+    expected_now["snapshot_version"] = u["snapshot_version"].clone();
     assert_eq!(
         stable(json(&mut admin, "messiah_get_tenant('it_api_a')")),
         expected_now
@@ -269,6 +286,7 @@ fn lifecycle_api_returns_exact_values() {
         admin
             .execute("SELECT messiah_drop_tenant($1)", &[&format!("it_api_{id}")])
             .unwrap();
+        settle(&mut admin);
         assert!(!db_exists(&format!("tenant_it_api_{id}")));
     }
     assert_eq!(list(&mut admin, ""), Vec::<String>::new());

@@ -63,14 +63,15 @@ fn same_id_from_eight_sessions_exactly_one_wins() {
     assert_eq!(rows[0].get::<_, String>(1), format!("Same {winner}"));
     assert_eq!(rows[0].get::<_, String>(2), "tenant_it_same");
     // The winner's journal row may remain until the next sweep, which only forgets it.
-    assert_eq!(sweep(&mut admin), Vec::<String>::new());
-    assert_eq!(journal_rows(&mut admin, None), 0);
+    assert_eq!(swept(&mut admin), Vec::<String>::new());
+    assert_eq!(temp_databases(&mut admin), 0);
     assert!(db_exists("tenant_it_same"));
     assert!(table_exists("tenant_it_same", "clients"));
 
     admin
         .execute("SELECT messiah_drop_tenant('it_same')", &[])
         .unwrap();
+    settle(&mut admin);
     assert!(!db_exists("tenant_it_same"));
 }
 
@@ -124,8 +125,8 @@ fn distinct_ids_from_eight_sessions_all_succeed() {
     for i in 0..N {
         assert!(table_exists(&format!("tenant_it_distinct_{i}"), "projects"));
     }
-    assert_eq!(sweep(&mut admin), Vec::<String>::new());
-    assert_eq!(journal_rows(&mut admin, None), 0);
+    assert_eq!(swept(&mut admin), Vec::<String>::new());
+    assert_eq!(temp_databases(&mut admin), 0);
     for i in 0..N {
         admin
             .execute(
@@ -133,6 +134,7 @@ fn distinct_ids_from_eight_sessions_all_succeed() {
                 &[&format!("it_distinct_{i}")],
             )
             .unwrap();
+        settle(&mut admin);
         assert!(!db_exists(&format!("tenant_it_distinct_{i}")));
     }
 }
@@ -192,11 +194,12 @@ fn same_id_waits_for_open_first_creation_which_commits() {
         .unwrap()
         .get(0);
     assert_eq!(slug, "it-wait-a");
-    assert_eq!(sweep(&mut admin), Vec::<String>::new());
+    assert_eq!(swept(&mut admin), Vec::<String>::new());
     assert!(db_exists("tenant_it_wait"));
     admin
         .execute("SELECT messiah_drop_tenant('it_wait')", &[])
         .unwrap();
+    settle(&mut admin);
     assert!(!db_exists("tenant_it_wait"));
 }
 
@@ -228,10 +231,11 @@ fn same_id_waits_for_open_first_creation_which_rolls_back() {
     assert_eq!(rows[0].get::<_, String>(0), "it-waitrb-b");
     assert_eq!(rows[0].get::<_, String>(1), "Second");
     assert!(table_exists("tenant_it_waitrb", "activities"));
-    assert_eq!(sweep(&mut admin), Vec::<String>::new());
-    assert_eq!(journal_rows(&mut admin, None), 0);
+    assert_eq!(swept(&mut admin), Vec::<String>::new());
+    assert_eq!(temp_databases(&mut admin), 0);
     admin
         .execute("SELECT messiah_drop_tenant('it_waitrb')", &[])
         .unwrap();
+    settle(&mut admin);
     assert!(!db_exists("tenant_it_waitrb"));
 }

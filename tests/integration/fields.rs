@@ -31,6 +31,7 @@ fn teardown(admin: &mut Client, tenant: &str) {
     admin
         .execute("SELECT messiah_drop_tenant($1)", &[&tenant])
         .unwrap();
+    settle(admin);
     assert!(!db_exists(&format!("tenant_{tenant}")));
 }
 
@@ -45,6 +46,7 @@ fn define(c: &mut Client, tenant: &str, entity: &str, rest: &str) {
         "SELECT messiah_define_field('{tenant}', '{entity}', {rest})"
     ))
     .unwrap_or_else(|e| panic!("defining {rest}: {}", message(&e)));
+    settle(c);
 }
 
 /// SQLSTATE, message and DETAIL of an error.
@@ -634,6 +636,7 @@ fn unknown_key_policy_follows_the_tenant_setting_in_open_sessions() {
             &[&t, &p],
         )
         .unwrap();
+        settle(&mut c);
         // the very next statement of the already-open session follows the new policy
         match expected {
             Some(v) => assert_eq!(insert_doc(&mut s, &doc).unwrap(), v, "policy {p}"),
@@ -693,7 +696,7 @@ fn committed_change_is_seen_by_the_next_statement_rolled_back_never() {
     let version = snapshot_version(&mut s);
     let admin_version: i64 = c
         .query_one(
-            "SELECT fields_version FROM messiah.tenants WHERE tenant_id = $1",
+            "SELECT snapshot_version FROM messiah.tenants WHERE tenant_id = $1",
             &[&t],
         )
         .unwrap()
@@ -851,10 +854,11 @@ fn tenant_database_validates_while_admin_database_is_unreachable() {
     teardown(&mut c, t);
 }
 
-/// A definition change whose push into the tenant database fails (the database refuses
-/// connections) fails the admin COMMIT: the catalog keeps the old definition and version.
+/// A definition change commits even when its tenant database refuses connections: the push
+/// stays queued (reconcile lists it as pending_action with the error), is retried, and lands
+/// once the database accepts connections again. The catalog is the source of truth.
 #[test]
-fn failed_push_fails_the_commit_and_changes_nothing() {
+fn undeliverable_push_stays_queued_and_lands_later() {
     let t = "it_f_push_a";
     let tenant_db = "tenant_it_f_push_a";
     let mut c = setup("f_push", t);
@@ -864,54 +868,42 @@ fn failed_push_fails_the_commit_and_changes_nothing() {
         "clients",
         "'total', 'number', 'Total', validation_rules => '{\"max\": 10}'",
     );
-    let version: i64 = c
-        .query_one(
-            "SELECT fields_version FROM messiah.tenants WHERE tenant_id = $1",
-            &[&t],
-        )
-        .unwrap()
-        .get(0);
     let guard = AllowConnections(tenant_db.into());
     let mut pg = connect_retry("postgres");
     pg.batch_execute(&format!(
         "ALTER DATABASE {tenant_db} WITH ALLOW_CONNECTIONS false"
     ))
     .unwrap();
-    let err = fails(
-        &mut c,
-        &format!(
-            "SELECT messiah_define_field('{t}', 'clients', 'total', 'number', 'Total', validation_rules => '{{\"max\": 1}}')"
-        ),
+    c.batch_execute(&format!(
+        "SELECT messiah_define_field('{t}', 'clients', 'total', 'number', 'Total', validation_rules => '{{\"max\": 1}}')"
+    ))
+    .unwrap();
+    let r = json(&mut c, "messiah_run_pending()");
+    assert_eq!(r["pending"], 1, "{r}");
+    let rows = c
+        .query(
+            "SELECT kind, action FROM messiah_reconcile() WHERE tenant_id = $1",
+            &[&t],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "pending_action");
+    let action: String = rows[0].get(1);
+    assert!(
+        action.starts_with("push_snapshot failed") && action.contains("is not currently accepting connections"),
+        "{action}"
     );
     drop(guard);
-    let (code, msg, detail) = parts(&err);
-    assert_eq!(code, "08001");
-    assert_eq!(
-        msg,
-        format!("tenant \"{t}\" (database \"{tenant_db}\"), installing field definitions: could not establish connection")
-    );
-    assert!(
-        detail.unwrap_or_default().ends_with(&format!(
-            "FATAL:  database \"{tenant_db}\" is not currently accepting connections"
-        )),
-        "{err:?}"
-    );
-    let (v, rules): (i64, String) = {
-        let r = c
-            .query_one(
-                "SELECT t.fields_version, d.validation_rules::text FROM messiah.tenants t \
-                 JOIN messiah.extension_field_definitions d USING (tenant_id) WHERE t.tenant_id = $1",
-                &[&t],
-            )
-            .unwrap();
-        (r.get(0), r.get(1))
-    };
-    assert_eq!((v, rules.as_str()), (version, "{\"max\": 10}"));
+    settle(&mut c);
     let mut s = tenant_session(t);
+    let version: i64 = c
+        .query_one("SELECT snapshot_version FROM messiah.tenants WHERE tenant_id = $1", &[&t])
+        .unwrap()
+        .get(0);
     assert_eq!(snapshot_version(&mut s), version);
     assert_eq!(
-        insert_doc(&mut s, &json!({"total": 5})).unwrap(),
-        json!({"total": 5})
+        rejected(&mut s, &json!({"total": 5})),
+        (violates(1), "\"total\" must be <= 1, got 5 (maximum)".into())
     );
     drop(s);
     teardown(&mut c, t);
@@ -1018,15 +1010,16 @@ fn tenant_database_validates_while_admin_server_is_stopped() {
     let mut p2 = admin2("postgres");
     p2.batch_execute("CREATE DATABASE messiah_it_f_remote")
         .unwrap();
-    p2.batch_execute(&format!(
-        "ALTER DATABASE messiah_it_f_remote SET messiah.server_conninfo = 'host={host} port={port} user=postgres'"
-    ))
-    .unwrap();
     let mut c = admin2("messiah_it_f_remote");
     c.batch_execute("SET client_min_messages = warning; CREATE EXTENSION messiah CASCADE")
         .unwrap();
     c.execute(
-        "SELECT messiah_create_tenant($1, 'Remote', 'it-f-remote-a')",
+        "SELECT messiah_add_server('main', $1)",
+        &[&format!("host={host} port={port} user=postgres")],
+    )
+    .unwrap();
+    c.execute(
+        "SELECT messiah_create_tenant($1, 'Remote', 'it-f-remote-a', server => 'main')",
         &[&t],
     )
     .unwrap_or_else(|e| panic!("creating the tenant from the second cluster: {e:?}"));
@@ -1287,6 +1280,7 @@ fn filterable_and_sortable_fields_get_an_expression_index() {
     // dropping the field removes its index; turning filterable off does too
     c.execute("SELECT messiah_drop_field($1, 'clients', 'country')", &[&t])
         .unwrap();
+    settle(&mut c);
     define(
         &mut c,
         t,
@@ -1327,6 +1321,7 @@ fn dropped_field_becomes_unknown_and_define_reactivates_it() {
     );
     assert_eq!(dropped["field_name"], json!("color"));
     assert_eq!(dropped["is_active"], json!(false));
+    settle(&mut c);
     assert_eq!(
         rejected(&mut s, &json!({"color": "red", "size": 1})),
         (

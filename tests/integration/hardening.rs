@@ -46,6 +46,7 @@ fn huge_violation_reports_stay_small() {
     drop(t);
     c.execute("SELECT messiah_drop_tenant('it_h_cap')", &[])
         .unwrap();
+    settle(&mut c);
 }
 
 #[test]
@@ -75,6 +76,7 @@ fn rewriting_custom_fields_never_loses_keys() {
         &[],
     )
     .unwrap();
+    settle(&mut c);
     let stored: String = t
         .query_one(
             "INSERT INTO clients (name, custom_fields) VALUES ('strip', jsonb_build_object('note', 'keep me', \
@@ -87,6 +89,7 @@ fn rewriting_custom_fields_never_loses_keys() {
     drop(t);
     c.execute("SELECT messiah_drop_tenant('it_h_deep')", &[])
         .unwrap();
+    settle(&mut c);
 }
 
 #[test]
@@ -118,6 +121,7 @@ fn a_failing_commit_keeps_the_dropped_tenants_database() {
     drop(t);
     c.execute("SELECT messiah_drop_tenant('it_h_victim')", &[])
         .unwrap();
+    settle(&mut c);
     assert!(!db_exists("tenant_it_h_victim"));
 }
 
@@ -136,6 +140,7 @@ fn renamed_kept_database_is_left_alone_by_reconcile() {
         &[],
     )
     .unwrap();
+    settle(&mut c);
     assert!(db_exists("tenant_it_h_kp"));
     connect("postgres")
         .batch_execute("ALTER DATABASE tenant_it_h_kp RENAME TO tenant_it_h_kp_archive")
@@ -168,6 +173,7 @@ fn a_stale_keep_record_does_not_keep_the_next_tenants_database() {
         &[],
     )
     .unwrap();
+    settle(&mut c);
     assert!(db_exists("tenant_it_h_keep"));
     drop_db("tenant_it_h_keep");
     c.batch_execute("SELECT messiah_create_tenant('it_h_keep', 'Keep again', 'it-h-keep')")
@@ -175,6 +181,7 @@ fn a_stale_keep_record_does_not_keep_the_next_tenants_database() {
     assert!(db_exists("tenant_it_h_keep"));
     let dropped = json(&mut c, "SELECT messiah_drop_tenant('it_h_keep')");
     assert_eq!(dropped["database_kept"], serde_json::json!(false));
+    settle(&mut c);
     assert!(!db_exists("tenant_it_h_keep"));
 }
 
@@ -210,6 +217,7 @@ fn deeply_nested_documents_are_clean_errors_or_handled() {
         &[],
     )
     .unwrap();
+    settle(&mut c);
     let deep = "(repeat('[', 200) || repeat(']', 200))::jsonb";
     for sql in [
         format!("SELECT messiah_validate_custom_fields('it_h_nest', 'clients', jsonb_build_object('doc', {deep}))"),
@@ -233,6 +241,7 @@ fn deeply_nested_documents_are_clean_errors_or_handled() {
     assert_eq!(report["violations"], serde_json::json!(0));
     c.execute("SELECT messiah_drop_tenant('it_h_nest')", &[])
         .unwrap();
+    settle(&mut c);
 }
 
 #[test]
@@ -266,4 +275,5 @@ fn reconcile_drops_templates_of_earlier_builds_only() {
     assert!(db_exists(&current));
     c.execute("SELECT messiah_drop_tenant('it_h_tpl')", &[])
         .unwrap();
+    settle(&mut c);
 }

@@ -49,6 +49,7 @@ fn commit_creates_the_database_and_drop_removes_it() {
     admin
         .execute("SELECT messiah_drop_tenant('it_commit')", &[])
         .unwrap();
+    settle(&mut admin);
     assert!(!db_exists("tenant_it_commit"));
     assert!(t.simple_query("SELECT 1").is_err());
 }

@@ -26,11 +26,14 @@ fn application_role_writes_are_validated() {
                  validation_rules => '{\"min\": 0}', default_value => '1')",
         )
         .unwrap();
+    settle(&mut admin);
     let mut owner = connect("tenant_it_sec_app");
     owner
         .batch_execute(
             "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'messiah_it_app') \
              THEN CREATE ROLE messiah_it_app LOGIN; END IF; END $$; \
+             GRANT CONNECT ON DATABASE tenant_it_sec_app TO messiah_it_app; \
+             GRANT USAGE ON SCHEMA public TO messiah_it_app; \
              GRANT SELECT, INSERT, UPDATE ON clients TO messiah_it_app",
         )
         .unwrap();
@@ -63,6 +66,7 @@ fn application_role_writes_are_validated() {
     admin
         .execute("SELECT messiah_drop_tenant('it_sec_app')", &[])
         .unwrap();
+    settle(&mut admin);
     owner.batch_execute("SELECT 1").ok();
 }
 
@@ -96,8 +100,9 @@ fn ordinary_role_cannot_manage_tenants() {
     assert_eq!(n, 0);
 }
 
-/// The README's way of delegating tenant management: a plain role granted EXECUTE can create
-/// and drop tenants (the drop runs at the end of COMMIT, still as the functions' owner).
+/// The README's way of delegating tenant management: a plain role given the API with
+/// messiah_grant_admin can create and drop tenants (the drop is carried out after COMMIT, as
+/// the functions' owner).
 #[test]
 fn granted_role_creates_and_drops_tenants() {
     drop_db("tenant_it_sec_svc");
@@ -106,10 +111,7 @@ fn granted_role_creates_and_drops_tenants() {
         .batch_execute(
             "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'messiah_it_svc') \
              THEN CREATE ROLE messiah_it_svc LOGIN; END IF; END $$; \
-             GRANT EXECUTE ON FUNCTION messiah_create_tenant(text, text, text, text, text, jsonb, jsonb), \
-                 messiah_drop_tenant(text, boolean), \
-                 messiah_define_field(text, text, text, text, text, text, boolean, boolean, boolean, boolean, text, jsonb, jsonb) \
-                 TO messiah_it_svc",
+             SELECT messiah_grant_admin('messiah_it_svc')",
         )
         .unwrap();
     let mut svc = connect_as("messiah_it_svc", "messiah_it_sec_svc");
@@ -123,6 +125,7 @@ fn granted_role_creates_and_drops_tenants() {
         &[],
     )
     .unwrap();
+    settle(&mut svc);
     assert!(db_exists("tenant_it_sec_svc"));
     let dropped: String = svc
         .query_one("SELECT messiah_drop_tenant('it_sec_svc')::text", &[])
@@ -132,5 +135,6 @@ fn granted_role_creates_and_drops_tenants() {
         dropped,
         r#"{"database": "tenant_it_sec_svc", "tenant_id": "it_sec_svc", "database_kept": false}"#
     );
+    settle(&mut svc);
     assert!(!db_exists("tenant_it_sec_svc"));
 }

@@ -227,9 +227,13 @@ fn drop_database(item: &Item) -> Result<String, Error> {
 fn push_snapshot(item: &Item) -> Result<String, Error> {
     // Every queued push of this tenant is served by this one install of the newest copy: the
     // copy is read below, after the delete, so it includes every change whose push is deleted.
+    // Rows another session has locked are skipped, not waited for (it serves them itself):
+    // two executors coalescing each other's rows would otherwise deadlock.
     crate::spi::run(
-        "DELETE FROM messiah.outbox WHERE tenant_id = $1 AND action = 'push_snapshot'",
-        &[item.tenant_id.as_str().into()],
+        "DELETE FROM messiah.outbox WHERE id = $2 OR id IN ( \
+             SELECT id FROM messiah.outbox WHERE tenant_id = $1 AND action = 'push_snapshot' \
+             FOR UPDATE SKIP LOCKED)",
+        &[item.tenant_id.as_str().into(), item.id.into()],
     );
     let Some(t) = Tenant::find(&item.tenant_id, false) else {
         return Ok("skipped: the tenant is gone".into());

@@ -29,7 +29,8 @@ pub static MAX_REMOTE_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(8);
 pub static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
 /// `messiah.key_file`: path of the file holding the secret keys (see `secrets`).
-/// Superuser-only: only postgresql.conf or ALTER SYSTEM can set it.
+/// Superuser-only (PGC_SUSET and hidden from other roles): set it in postgresql.conf, or per
+/// database with ALTER DATABASE ... SET as a superuser.
 pub static KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// STRATEGY of CREATE DATABASE.
@@ -134,7 +135,7 @@ pub fn register() {
         c"File holding the keys that encrypt secrets in the catalog (one 64-hex-digit key per line, first line encrypts).",
         c"Must be readable only by the server's OS user (mode 0600 or 0400).",
         &KEY_FILE,
-        GucContext::Sighup,
+        GucContext::Suset,
         GucFlags::SUPERUSER_ONLY,
     );
 }

@@ -6,6 +6,8 @@ mod common;
 
 #[path = "integration/api_values.rs"]
 mod api_values;
+#[path = "integration/attack.rs"]
+mod attack;
 #[path = "integration/concurrency.rs"]
 mod concurrency;
 #[path = "integration/endings.rs"]
@@ -16,6 +18,8 @@ mod fields;
 mod hardening;
 #[path = "integration/lifecycle.rs"]
 mod lifecycle;
+#[path = "integration/privileged.rs"]
+mod privileged;
 #[path = "integration/reconcile.rs"]
 mod reconcile;
 #[path = "integration/security.rs"]

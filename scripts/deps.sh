@@ -20,3 +20,8 @@ fi
 if ! grep -qs '^pg15' "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
     cargo pgrx init --pg15 "$PG_CONFIG"
 fi
+# The OpenAPI test validates messiah_openapi() with a well-kept validator.
+if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+    echo "deps: installing openapi-spec-validator (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check openapi-spec-validator
+fi

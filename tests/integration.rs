@@ -22,5 +22,9 @@ mod lifecycle;
 mod privileged;
 #[path = "integration/reconcile.rs"]
 mod reconcile;
+#[path = "integration/restore.rs"]
+mod restore;
+#[path = "integration/rpc.rs"]
+mod rpc;
 #[path = "integration/security.rs"]
 mod security;

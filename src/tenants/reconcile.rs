@@ -205,26 +205,26 @@ fn tenant_drift(
     if t.lifecycle != "ready" {
         return Ok(None);
     }
-    if !t.is_ours() {
-        return Ok(drift(
-            "foreign_tenant",
-            t,
-            server,
-            format!(
-                "left alone: managed by installation {}; messiah_takeover() makes this installation manage it",
-                t.installation_id
-            ),
-        ));
-    }
+    let foreign = (!t.is_ours()).then(|| {
+        format!(
+            "left alone: managed by installation {}; messiah_takeover() makes this installation manage it",
+            t.installation_id
+        )
+    });
     let Some(db) = dbs.iter().find(|d| d.name == t.database_name) else {
-        let action = if repair {
-            recreate(t)?;
-            "recreated empty".to_string()
-        } else {
-            "would recreate empty".to_string()
+        let action = match foreign {
+            Some(f) => f,
+            None if repair => {
+                recreate(t)?;
+                "recreated empty".to_string()
+            }
+            None => "would recreate empty".to_string(),
         };
         return Ok(drift("missing_database", t, server, action));
     };
+    if let Some(f) = foreign {
+        return Ok(drift("foreign_tenant", t, server, f));
+    }
     let inst = installation_id();
     if let Some(m) = db.comment.as_deref().and_then(Marker::parse) {
         if m.installation != inst {

@@ -213,3 +213,107 @@ pub fn table_exists(dbname: &str, table: &str) -> bool {
     .unwrap()
     .get(0)
 }
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// Runs a PostgreSQL program as the postgres OS user; panics with its output on failure.
+pub fn as_postgres(program: &str, args: &[&str]) {
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--", &format!("{PG_BIN}/{program}")])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A throwaway cluster of its own (directory, socket and port), stopped and removed on drop.
+pub struct OtherCluster {
+    pub dir: String,
+    pub port: u16,
+}
+
+impl OtherCluster {
+    /// Creates and starts a cluster in `dir` on `port` (after removing a leftover of an earlier
+    /// run), `-E encoding --locale=C` (initdb's defaults when `encoding` is None), with extra
+    /// postgresql.conf lines; messiah's library is not preloaded unless `conf` says so.
+    pub fn start(dir: &str, port: u16, encoding: Option<&str>, conf: &str) -> OtherCluster {
+        let c = OtherCluster {
+            dir: dir.to_string(),
+            port,
+        };
+        c.stop();
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        assert!(std::process::Command::new("chown")
+            .args(["postgres:postgres", dir])
+            .status()
+            .unwrap()
+            .success());
+        let data = format!("{dir}/data");
+        let mut args = vec!["-D", &data, "-U", "postgres", "-A", "trust"];
+        if let Some(e) = encoding {
+            args.extend(["-E", e, "--locale=C"]);
+        }
+        as_postgres("initdb", &args);
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(format!("{data}/postgresql.conf"))
+                .unwrap();
+            writeln!(
+                f,
+                "port = {port}\nunix_socket_directories = '{dir}'\nlisten_addresses = ''\nfsync = off\n{conf}"
+            )
+            .unwrap();
+        }
+        as_postgres(
+            "pg_ctl",
+            &["-D", &data, "-l", &format!("{dir}/log"), "-w", "start"],
+        );
+        c
+    }
+
+    /// A superuser connection to `db` on this cluster.
+    pub fn connect(&self, db: &str) -> Client {
+        Client::connect(
+            &format!("host={} port={} user=postgres dbname={db}", self.dir, self.port),
+            NoTls,
+        )
+        .unwrap_or_else(|e| panic!("connecting to {db} on port {}: {e}", self.port))
+    }
+
+    /// libpq conninfo of this cluster (no dbname).
+    pub fn conninfo(&self) -> String {
+        format!("host={} port={} user=postgres", self.dir, self.port)
+    }
+
+    /// Stops the server (immediate), if it runs.
+    pub fn stop(&self) {
+        let data = format!("{}/data", self.dir);
+        if std::path::Path::new(&format!("{data}/postmaster.pid")).exists() {
+            let _ = std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl"), "-D", &data])
+                .args(["-m", "immediate", "-w", "stop"])
+                .output();
+        }
+    }
+}
+
+impl Drop for OtherCluster {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The conninfo of the cluster under test (no dbname).
+pub fn main_conninfo() -> String {
+    let (host, port) = host_port();
+    format!("host={host} port={port} user=postgres")
+}

@@ -909,55 +909,6 @@ fn undeliverable_push_stays_queued_and_lands_later() {
     teardown(&mut c, t);
 }
 
-const ADMIN2_DIR: &str = "/tmp/messiah-it-admin2";
-const ADMIN2_PORT: u16 = 28816;
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-/// Runs a PostgreSQL program as the postgres OS user; panics with its output on failure.
-fn as_postgres(program: &str, args: &[&str]) {
-    let out = std::process::Command::new("runuser")
-        .args(["-u", "postgres", "--", &format!("{PG_BIN}/{program}")])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Stops (if running) and removes the second cluster.
-fn remove_admin2() {
-    let data = format!("{ADMIN2_DIR}/data");
-    if std::path::Path::new(&format!("{data}/postmaster.pid")).exists() {
-        let _ = std::process::Command::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                &format!("{PG_BIN}/pg_ctl"),
-                "-D",
-                &data,
-            ])
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-    }
-    let _ = std::fs::remove_dir_all(ADMIN2_DIR);
-}
-
-struct Admin2Cleanup(&'static str);
-
-impl Drop for Admin2Cleanup {
-    fn drop(&mut self) {
-        remove_admin2();
-        if let Ok(mut pg) = std::panic::catch_unwind(|| connect_retry("postgres")) {
-            let _ = pg.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
-        }
-    }
-}
-
 /// The admin database on a second server that places its tenant on the main cluster: after
 /// the second server is stopped, the tenant database on the main cluster still enforces the
 /// definitions made from there.
@@ -965,59 +916,16 @@ impl Drop for Admin2Cleanup {
 fn tenant_database_validates_while_admin_server_is_stopped() {
     let t = "it_f_remote_a";
     let tenant_db = "tenant_it_f_remote_a";
-    remove_admin2();
     drop_db(tenant_db);
-    let cleanup = Admin2Cleanup(tenant_db);
-    std::fs::create_dir_all(ADMIN2_DIR).unwrap();
-    let st = std::process::Command::new("chown")
-        .args(["postgres:postgres", ADMIN2_DIR])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let data = format!("{ADMIN2_DIR}/data");
-    as_postgres("initdb", &["-D", &data, "-U", "postgres", "-A", "trust"]);
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(format!("{data}/postgresql.conf"))
-            .unwrap();
-        writeln!(
-            f,
-            "port = {ADMIN2_PORT}\nunix_socket_directories = '{ADMIN2_DIR}'\nlisten_addresses = ''\nshared_preload_libraries = ''"
-        )
-        .unwrap();
-    }
-    as_postgres(
-        "pg_ctl",
-        &[
-            "-D",
-            &data,
-            "-l",
-            &format!("{ADMIN2_DIR}/log"),
-            "-w",
-            "start",
-        ],
-    );
-    let admin2 = |db: &str| {
-        postgres::Client::connect(
-            &format!("host={ADMIN2_DIR} port={ADMIN2_PORT} user=postgres dbname={db}"),
-            postgres::NoTls,
-        )
-        .unwrap_or_else(|e| panic!("connecting to the second cluster's {db}: {e}"))
-    };
-    let (host, port) = host_port();
-    let mut p2 = admin2("postgres");
+    let admin2 = OtherCluster::start("/tmp/messiah-it-admin2", 28816, None, "");
+    let mut p2 = admin2.connect("postgres");
     p2.batch_execute("CREATE DATABASE messiah_it_f_remote")
         .unwrap();
-    let mut c = admin2("messiah_it_f_remote");
+    let mut c = admin2.connect("messiah_it_f_remote");
     c.batch_execute("SET client_min_messages = warning; CREATE EXTENSION messiah CASCADE")
         .unwrap();
-    c.execute(
-        "SELECT messiah_add_server('main', $1)",
-        &[&format!("host={host} port={port} user=postgres")],
-    )
-    .unwrap();
+    c.execute("SELECT messiah_add_server('main', $1)", &[&main_conninfo()])
+        .unwrap();
     c.execute(
         "SELECT messiah_create_tenant($1, 'Remote', 'it-f-remote-a', server => 'main')",
         &[&t],
@@ -1040,7 +948,7 @@ fn tenant_database_validates_while_admin_server_is_stopped() {
         "'tier', 'select', 'Tier', default_value => 'gold', validation_rules => '{\"options\": [\"gold\"]}'",
     );
     drop((c, p2));
-    as_postgres("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
+    admin2.stop();
     let mut s = tenant_session(t);
     assert_eq!(
         rejected(&mut s, &json!({"total": 11, "x": 1})),
@@ -1054,7 +962,8 @@ fn tenant_database_validates_while_admin_server_is_stopped() {
         json!({"total": 10, "tier": "gold"})
     );
     drop(s);
-    drop(cleanup);
+    drop(admin2);
+    drop_db(tenant_db);
     assert!(!db_exists(tenant_db));
 }
 

@@ -28,6 +28,10 @@ pub static MAX_REMOTE_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(8);
 /// `messiah.connect_timeout`: milliseconds to wait for a remote connection to open.
 pub static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
+/// `messiah.index_lock_timeout`: milliseconds a field index build or drop in a tenant
+/// database may wait for older transactions before it gives up (and is retried later).
+pub static INDEX_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
+
 /// `messiah.key_file`: path of the file holding the secret keys (see `secrets`).
 /// Superuser-only (PGC_SUSET and hidden from other roles): set it in postgresql.conf, or per
 /// database with ALTER DATABASE ... SET as a superuser.
@@ -127,6 +131,14 @@ pub fn register() {
         c"Milliseconds to wait for a connection to another database to open.",
         &CONNECT_TIMEOUT_MS,
         (100, 600_000),
+        GucContext::Suset,
+        true,
+    );
+    int(
+        c"messiah.index_lock_timeout",
+        c"Milliseconds a field index build or drop in a tenant database waits for older transactions before it is retried later.",
+        &INDEX_LOCK_TIMEOUT_MS,
+        (10, 3_600_000),
         GucContext::Suset,
         true,
     );

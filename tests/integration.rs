@@ -12,6 +12,8 @@ mod attack;
 mod concurrency;
 #[path = "integration/endings.rs"]
 mod endings;
+#[path = "integration/faults.rs"]
+mod faults;
 #[path = "integration/fields.rs"]
 mod fields;
 #[path = "integration/hardening.rs"]
@@ -28,3 +30,5 @@ mod restore;
 mod rpc;
 #[path = "integration/security.rs"]
 mod security;
+#[path = "integration/writers.rs"]
+mod writers;

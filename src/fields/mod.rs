@@ -15,6 +15,7 @@ mod decimal;
 mod define;
 mod domain;
 mod formats;
+pub mod indexes;
 mod validate;
 mod view;
 

@@ -333,9 +333,9 @@ pub(super) fn check_value<'a, V: JsonView<'a>>(
 }
 
 /// For a sortable field (btree-indexed in the tenant database): the value must fit an index
-/// entry, [`MAX_INDEXED_BYTES`](super::define::MAX_INDEXED_BYTES) of JSON text (a string's
-/// UTF-8 bytes), or the validator says so first (`index_limit`) instead of the index failing
-/// the INSERT with 54000.
+/// entry, [`MAX_INDEXED_BYTES`](super::define::MAX_INDEXED_BYTES) (a string's UTF-8 bytes, a
+/// number's NUMERIC size (significant digits / 2), an array's or object's JSON text), or the
+/// validator says so first (`index_limit`) instead of the index failing the INSERT with 54000.
 pub(super) fn check_indexed<'a, V: JsonView<'a>>(
     f: &CompiledField,
     v: V,
@@ -347,7 +347,8 @@ pub(super) fn check_indexed<'a, V: JsonView<'a>>(
     let max = super::define::MAX_INDEXED_BYTES;
     let len = match v.kind() {
         Kind::String => v.as_str().map_or(0, str::len),
-        Kind::Number => v.as_decimal().map_or(0, |d| d.to_string().len()),
+        // NUMERIC stores four decimal digits in two bytes
+        Kind::Number => v.as_decimal().map_or(0, |d| d.significant_digits().div_ceil(2)),
         Kind::Bool | Kind::Null => 0,
         Kind::Array | Kind::Object => v.to_serde().map_or(usize::MAX, |j| j.to_string().len()),
     };

@@ -417,7 +417,8 @@ pub unsafe extern "C-unwind" fn messiah_enforce_custom_fields(
 /// a version not newer than the installed one is ignored (`unchanged`), so a late or repeated
 /// push never goes back in time, and a copy that names another installation is refused
 /// (55000: the tenant was taken over). `force` (creation, takeover, adoption, reconcile
-/// repair) installs whatever is given. Keeps the field indexes (`sync_indexes`). Returns
+/// repair) installs whatever is given. Field indexes are not this function's business: they
+/// are built concurrently by the admin side afterwards (`tenants::indexes`). Returns
 /// `installed` or `unchanged`.
 #[pg_extern(sql = false)]
 fn install_snapshot(
@@ -479,7 +480,6 @@ fn install_snapshot(
         ],
     )
     .or_raise("writing the snapshot");
-    sync_indexes(&snapshot.0);
     // SAFETY: catalog lookups by name, then a relcache invalidation of the snapshot table,
     // sent to every backend at commit.
     unsafe {
@@ -488,82 +488,6 @@ fn install_snapshot(
         pg_sys::CacheInvalidateRelcacheByRelid(relid);
     }
     "installed".into()
-}
-
-/// Name of the expression index kept for a filterable/sortable field.
-pub fn index_name(entity: &str, field: &str) -> String {
-    format!("messiah_cf_{entity}_{field}")
-}
-
-/// Keeps one expression index per filterable or sortable field: btree when sortable (serves
-/// `ORDER BY custom_fields -> 'f'` and equality), hash when only filterable (serves
-/// `custom_fields -> 'f' = '...'`, and has no btree's 2.7 kB limit on an entry, so a long text
-/// value never fails an insert). Index builds take a lock on the table: `lock_timeout` keeps a
-/// definition change from queueing the tenant's writes behind a long transaction; it fails the
-/// change instead (SQLSTATE 55P03), to be retried.
-fn sync_indexes(snapshot: &serde_json::Value) {
-    use crate::ident::{quote_ident, quote_literal};
-    let mut wanted: Vec<(String, &str, &str, &str)> = Vec::new();
-    for f in snapshot
-        .get("fields")
-        .and_then(|f| f.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let flag = |k: &str, default: bool| f.get(k).and_then(|v| v.as_bool()).unwrap_or(default);
-        let (Some(e), Some(n)) = (
-            f.get("entity_table").and_then(|v| v.as_str()),
-            f.get("field_name").and_then(|v| v.as_str()),
-        ) else {
-            continue;
-        };
-        let method = if flag("is_sortable", false) {
-            "btree"
-        } else {
-            "hash"
-        };
-        if flag("is_active", true)
-            && (flag("is_filterable", false) || flag("is_sortable", false))
-            && fields::ENTITY_TABLES.contains(&e)
-        {
-            wanted.push((index_name(e, n), e, n, method));
-        }
-    }
-    let existing = crate::spi::text_rows(
-        "SELECT c.relname::text, am.amname::text FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_am am ON am.oid = c.relam \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'public' AND c.relkind = 'i' AND c.relname LIKE 'messiah\\_cf\\_%'",
-        &[],
-        2,
-    );
-    let existing: Vec<(String, String)> = existing
-        .into_iter()
-        .map(|r| {
-            (
-                r[0].clone().unwrap_or_default(),
-                r[1].clone().unwrap_or_default(),
-            )
-        })
-        .collect();
-    let keep = |name: &str, method: &str| wanted.iter().any(|w| w.0 == name && w.3 == method);
-    Spi::run("SET LOCAL lock_timeout = '2s'").or_raise("setting lock_timeout");
-    for (name, _) in existing.iter().filter(|(n, m)| !keep(n, m)) {
-        Spi::run(&format!("DROP INDEX IF EXISTS public.{}", quote_ident(name)))
-            .or_raise("dropping a field index");
-    }
-    for (name, table, field, method) in wanted
-        .iter()
-        .filter(|w| !existing.iter().any(|(n, m)| *n == w.0 && m == w.3))
-    {
-        Spi::run(&format!(
-            "CREATE INDEX {} ON public.{} USING {method} ((custom_fields -> {}))",
-            quote_ident(name),
-            quote_ident(table),
-            quote_literal(field)
-        ))
-        .or_raise("creating a field index");
-    }
 }
 
 /// Rows read per cursor fetch by [`check_rows`].

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod args;
 pub mod catalog;
+pub mod indexes;
 pub mod marker;
 pub mod outbox;
 pub mod provision;

@@ -25,7 +25,7 @@
 //!   aborted creation.
 //!
 //! A failed action stays queued with its error and is retried with exponential backoff (1 s
-//! doubling to 5 min); `messiah_reconcile()` lists it as `pending_action`.
+//! doubling to 30 s); `messiah_reconcile()` lists it as `pending_action`.
 
 use super::catalog::{installation_id, Tenant};
 use super::marker::Marker;
@@ -148,7 +148,7 @@ pub fn run(force: bool) -> Report {
                 crate::spi::run(
                     "UPDATE messiah.outbox SET attempts = attempts + 1, last_error = $2, \
                      next_attempt_at = pg_catalog.clock_timestamp() + \
-                         LEAST(300, pg_catalog.power(2, attempts)) * interval '1 second' \
+                         LEAST(30, pg_catalog.power(2, attempts)) * interval '1 second' \
                      WHERE id = $1",
                     &[item.id.into(), e.message.as_str().into()],
                 );
@@ -245,7 +245,15 @@ fn push_snapshot(item: &Item) -> Result<String, Error> {
         return Ok("skipped: managed by another installation".into());
     }
     let server = t.server()?;
-    provision::install_copy(&t, &server, false)
+    let installed = provision::install_copy(&t, &server, false)?;
+    let ep = server.database(&t.database_name);
+    let built = super::indexes::sync(&ep, &t.snapshot(), &t.describe(&server))?;
+    crate::remote::close_database(server.id, &t.database_name);
+    Ok(if built.is_empty() {
+        installed
+    } else {
+        format!("{installed}; {}", built.join(", "))
+    })
 }
 
 /// Carries out due actions in this session when no executor worker serves this database

@@ -304,6 +304,10 @@ pub fn create_database(t: &Tenant) -> Result<(), Error> {
     }
     fault("after_rename")?;
     install_copy(t, &server, true)?;
+    // fields defined in the creating transaction: their indexes, in the still-private database
+    let snapshot = t.snapshot();
+    super::indexes::sync(&server.database(&t.database_name), &snapshot, &t.describe(&server))?;
+    remote::close_database(server.id, &t.database_name);
     fault("after_create")?;
     crate::spi::run(
         "UPDATE messiah.tenants SET lifecycle = 'ready' WHERE id = $1::uuid",

@@ -176,6 +176,8 @@ pub fn reconcile(repair: bool, deep: bool) -> Result<Vec<Drift>, Error> {
         for t in &tenants {
             if let Some(d) = tenant_drift(t, &server, &dbs, repair, deep)? {
                 out.push(d);
+            } else if deep && t.lifecycle == "ready" && t.is_ours() {
+                out.extend(index_drift(t, &server, repair)?);
             }
         }
         out.extend(stale_templates(&server, repair)?);
@@ -243,6 +245,39 @@ fn tenant_drift(
         return Ok(None);
     }
     snapshot_drift(t, server, repair)
+}
+
+/// Missing, invalid and unwanted field indexes of a tenant database (`deep`); repair builds
+/// and drops them concurrently.
+fn index_drift(t: &Tenant, server: &Server, repair: bool) -> Result<Vec<Drift>, Error> {
+    use super::indexes::IndexDrift;
+    let ep = server.database(&t.database_name);
+    let snapshot = t.snapshot();
+    let found = super::indexes::audit(&ep, &snapshot)?;
+    if repair && !found.is_empty() {
+        super::indexes::sync(&ep, &snapshot, &t.describe(server))?;
+    }
+    remote::close_database(server.id, &t.database_name);
+    Ok(found
+        .into_iter()
+        .map(|d| {
+            let (kind, name) = match d {
+                IndexDrift::Missing(s) => ("missing_index", s.name),
+                IndexDrift::Invalid(s) => ("invalid_index", s.name),
+                IndexDrift::Unwanted(n) => ("unwanted_index", n),
+            };
+            Drift {
+                kind,
+                tenant_id: t.tenant_id.clone(),
+                database_name: t.database_name.clone(),
+                action: format!(
+                    "{name}: {}",
+                    if repair { "fixed (built or dropped concurrently)" } else { "repair builds or drops it concurrently" }
+                ),
+                server: server.name.clone(),
+            }
+        })
+        .collect())
 }
 
 /// Compares the tenant database's catalog copy with the committed catalog.

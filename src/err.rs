@@ -200,8 +200,8 @@ fn push_context_line(text: &str) {
             std::mem::size_of::<ContextLine>(),
         ) as *mut ContextLine;
         let bytes = text.replace('\0', "");
-        let cstr = pg_sys::MemoryContextAlloc(pg_sys::TopTransactionContext, bytes.len() + 1)
-            as *mut u8;
+        let cstr =
+            pg_sys::MemoryContextAlloc(pg_sys::TopTransactionContext, bytes.len() + 1) as *mut u8;
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), cstr, bytes.len());
         *cstr.add(bytes.len()) = 0;
         (*line).text = cstr as *mut std::ffi::c_char;

@@ -103,12 +103,23 @@ fn messiah_define_field(
     let what = |arg: &str| format!("field {field_name:?}: {arg}");
     check(args::check_name(&what("display_name"), display_name, true));
     if let Some(d) = description {
-        check(args::check_text(&what("description"), d, args::MAX_DESCRIPTION_CHARS));
+        check(args::check_text(
+            &what("description"),
+            d,
+            args::MAX_DESCRIPTION_CHARS,
+        ));
     }
     if let Some(d) = default_value {
-        check(args::check_bytes(&what("default_value"), d.len(), args::MAX_DEFAULT_BYTES));
+        check(args::check_bytes(
+            &what("default_value"),
+            d.len(),
+            args::MAX_DEFAULT_BYTES,
+        ));
     }
-    check(args::check_document(&what("validation_rules"), &validation_rules.0));
+    check(args::check_document(
+        &what("validation_rules"),
+        &validation_rules.0,
+    ));
     check(args::check_document(&what("ui_config"), &ui_config.0));
     if !ui_config.0.is_object() {
         invalid(
@@ -322,5 +333,8 @@ fn messiah_check_existing(tenant_id: Option<&str>, entity_table: Option<&str>) -
     .map_err(|e| e.into_error(&t.describe(&server)))
     .or_raise();
     let text = rows.scalar().unwrap_or("null");
-    JsonB(serde_json::from_str(text).unwrap_or_else(|e| crate::err::internal("reading check_rows", e)))
+    JsonB(
+        serde_json::from_str(text)
+            .unwrap_or_else(|e| crate::err::internal("reading check_rows", e)),
+    )
 }

@@ -114,12 +114,6 @@ impl AsUser {
             context,
         }
     }
-
-    /// The current role (inside a SECURITY DEFINER function: its owner).
-    pub fn current() -> pgrx::pg_sys::Oid {
-        // SAFETY: a plain read of this backend's current user.
-        unsafe { pgrx::pg_sys::GetUserId() }
-    }
 }
 
 impl Drop for AsUser {

@@ -51,7 +51,10 @@ impl IndexSpec {
 
 /// `DROP INDEX CONCURRENTLY IF EXISTS public."<name>"`.
 pub fn drop_sql(name: &str) -> String {
-    format!("DROP INDEX CONCURRENTLY IF EXISTS public.\"{}\"", name.replace('"', "\"\""))
+    format!(
+        "DROP INDEX CONCURRENTLY IF EXISTS public.\"{}\"",
+        name.replace('"', "\"\"")
+    )
 }
 
 /// The indexes a catalog snapshot (`{"fields": [...]}`) calls for.

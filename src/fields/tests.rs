@@ -1,7 +1,7 @@
 //! Unit and property tests of the custom-field engine.
 
-use super::*;
 use super::validate::check_value;
+use super::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -1592,7 +1592,14 @@ fn errors_are_capped() {
 fn patterns_follow_ecma_262_like_json_schema() {
     // \d is [0-9] in JSON Schema (ECMA-262): Arabic-Indic digits do not match, in a text
     // field's pattern as in a json field's schema.
-    let text = compile_field(&spec("zip", "text", false, None, json!({"pattern": "^\\d{5}$"}))).unwrap();
+    let text = compile_field(&spec(
+        "zip",
+        "text",
+        false,
+        None,
+        json!({"pattern": "^\\d{5}$"}),
+    ))
+    .unwrap();
     let schema = compile_field(&spec(
         "doc",
         "json",
@@ -1601,33 +1608,47 @@ fn patterns_follow_ecma_262_like_json_schema() {
         json!({"schema": {"type": "string", "pattern": "^\\d{5}$"}}),
     ))
     .unwrap();
-    for (input, ok) in [("12345", true), ("\u{0661}\u{0662}\u{0663}\u{0664}\u{0665}", false), ("1234", false)] {
+    for (input, ok) in [
+        ("12345", true),
+        ("\u{0661}\u{0662}\u{0663}\u{0664}\u{0665}", false),
+        ("1234", false),
+    ] {
         let mut e1 = Vec::new();
         check_value(&text, &json!(input), &mut e1);
         let mut e2 = Vec::new();
         check_value(&schema, &json!(input), &mut e2);
         assert_eq!(e1.is_empty(), ok, "text pattern on {input:?}: {e1:?}");
-        assert_eq!(e2.is_empty(), ok, "json schema pattern on {input:?}: {e2:?}");
+        assert_eq!(
+            e2.is_empty(),
+            ok,
+            "json schema pattern on {input:?}: {e2:?}"
+        );
     }
     // \w is ASCII too
-    let w = compile_field(&spec("code", "text", false, None, json!({"pattern": "^\\w+$"}))).unwrap();
+    let w = compile_field(&spec(
+        "code",
+        "text",
+        false,
+        None,
+        json!({"pattern": "^\\w+$"}),
+    ))
+    .unwrap();
     let mut e = Vec::new();
     check_value(&w, &json!("caf\u{e9}"), &mut e);
     assert_eq!(e.len(), 1);
     // lookaround is refused when the field is defined
-    let bad = compile_field(&spec("x", "text", false, None, json!({"pattern": "(?=a)"}))).unwrap_err();
+    let bad =
+        compile_field(&spec("x", "text", false, None, json!({"pattern": "(?=a)"}))).unwrap_err();
     assert!(bad.message.contains("look-around"), "{bad}");
 }
 
 #[test]
 fn defaults_pass_is_required_for_every_type() {
-    for ty in ["json"] {
-        let e = compile_field(&spec("meta", ty, true, Some("null"), json!({}))).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "field \"meta\": default value \"null\" is invalid: \"meta\" is required"
-        );
-    }
+    let e = compile_field(&spec("meta", "json", true, Some("null"), json!({}))).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "field \"meta\": default value \"null\" is invalid: \"meta\" is required"
+    );
     // an optional json field may default to null; a required one to any non-null value
     assert!(compile_field(&spec("meta", "json", false, Some("null"), json!({}))).is_ok());
     assert!(compile_field(&spec("meta", "json", true, Some("{}"), json!({}))).is_ok());
@@ -1648,14 +1669,34 @@ fn sortable_values_fit_an_index_entry() {
         out.errors[0].message,
         "\"note\" is sortable (indexed): its value may be at most 2000 bytes, got 6400"
     );
-    let ok = validate_document(&e, Some(&json!({"note": "x".repeat(2_000)})), Operation::Insert);
+    let ok = validate_document(
+        &e,
+        Some(&json!({"note": "x".repeat(2_000)})),
+        Operation::Insert,
+    );
     assert!(ok.is_valid());
     // the same value in a field that is not sortable is fine
-    let plain = compile_entity("clients", &[spec("note", "text", false, None, json!({}))], UnknownKeyPolicy::Reject).unwrap();
-    assert!(validate_document(&plain, Some(&json!({"note": "x".repeat(6_400)})), Operation::Insert).is_valid());
+    let plain = compile_entity(
+        "clients",
+        &[spec("note", "text", false, None, json!({}))],
+        UnknownKeyPolicy::Reject,
+    )
+    .unwrap();
+    assert!(validate_document(
+        &plain,
+        Some(&json!({"note": "x".repeat(6_400)})),
+        Operation::Insert
+    )
+    .is_valid());
     // a default is held to it too
     let mut d = s.clone();
     d.default_value = Some("y".repeat(2_001));
-    assert!(compile_field(&d).unwrap_err().message.contains("index_limit") || compile_field(&d).is_err());
+    assert!(
+        compile_field(&d)
+            .unwrap_err()
+            .message
+            .contains("index_limit")
+            || compile_field(&d).is_err()
+    );
     let _ = f;
 }

@@ -348,7 +348,9 @@ pub(super) fn check_indexed<'a, V: JsonView<'a>>(
     let len = match v.kind() {
         Kind::String => v.as_str().map_or(0, str::len),
         // NUMERIC stores four decimal digits in two bytes
-        Kind::Number => v.as_decimal().map_or(0, |d| d.significant_digits().div_ceil(2)),
+        Kind::Number => v
+            .as_decimal()
+            .map_or(0, |d| d.significant_digits().div_ceil(2)),
         Kind::Bool | Kind::Null => 0,
         Kind::Array | Kind::Object => v.to_serde().map_or(usize::MAX, |j| j.to_string().len()),
     };
@@ -359,7 +361,11 @@ pub(super) fn check_indexed<'a, V: JsonView<'a>>(
             format!(
                 "{} is sortable (indexed): its value may be at most {max} bytes, got {}",
                 quote(&f.name),
-                if len == usize::MAX { "more".to_string() } else { len.to_string() }
+                if len == usize::MAX {
+                    "more".to_string()
+                } else {
+                    len.to_string()
+                }
             ),
         ));
     }

@@ -42,14 +42,6 @@ impl RemoteError {
         }
     }
 
-    /// The SQLSTATE of a server error, if any.
-    pub fn sqlstate(&self) -> Option<&str> {
-        match self {
-            RemoteError::Server { sqlstate, .. } => Some(sqlstate),
-            _ => None,
-        }
-    }
-
     /// The Postgres error to raise, with `context` (naming the tenant or server and database)
     /// as its CONTEXT line. A server error keeps the remote SQLSTATE, message, DETAIL and HINT.
     pub fn into_error(self, context: &str) -> Error {
@@ -84,7 +76,11 @@ impl RemoteError {
 /// The pgrx error code for a five-character SQLSTATE (XX000 when it is not one).
 pub fn code_of(sqlstate: &str) -> Code {
     let b = sqlstate.as_bytes();
-    if b.len() != 5 || !b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+    if b.len() != 5
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    {
         return Code::ERRCODE_INTERNAL_ERROR;
     }
     // MAKE_SQLSTATE: six bits per character, first character lowest.
@@ -124,6 +120,9 @@ mod tests {
         assert!(!sql.is_connection_failure());
         let e = sql.into_error("tenant \"a\" on server \"local\"");
         assert_eq!(e.code, Code::ERRCODE_UNDEFINED_TABLE);
-        assert_eq!(e.context.as_deref(), Some("tenant \"a\" on server \"local\""));
+        assert_eq!(
+            e.context.as_deref(),
+            Some("tenant \"a\" on server \"local\"")
+        );
     }
 }

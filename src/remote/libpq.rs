@@ -39,7 +39,10 @@ pub struct Rows {
 impl Rows {
     /// The first value of the first row, if any.
     pub fn scalar(&self) -> Option<&str> {
-        self.rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref())
+        self.rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(|v| v.as_deref())
     }
 }
 
@@ -94,8 +97,7 @@ fn wait_socket(sock: i32, read: bool, write: bool, deadline: Option<Instant>) ->
         rc
     };
     pgrx::check_for_interrupts!();
-    rc as u32 & pg_sys::WL_TIMEOUT == 0
-        || deadline.is_some_and(|d| Instant::now() < d)
+    rc as u32 & pg_sys::WL_TIMEOUT == 0 || deadline.is_some_and(|d| Instant::now() < d)
 }
 
 impl Conn {
@@ -208,12 +210,6 @@ impl Conn {
             }
             pq::PQstatus(raw) == pq::ConnStatusType::CONNECTION_OK
         }
-    }
-
-    /// The server process id of this connection.
-    pub fn backend_pid(&self) -> i32 {
-        // SAFETY: self.raw is a live PGconn.
-        unsafe { pq::PQbackendPID(self.raw.as_ptr()) }
     }
 
     /// Runs one statement with protocol parameters (extended query protocol: `$1..$n`, text
@@ -400,7 +396,8 @@ impl ResultGuard {
         unsafe {
             let nf = pq::PQnfields(r);
             let nt = pq::PQntuples(r);
-            let text = |p: *const std::ffi::c_char| CStr::from_ptr(p).to_string_lossy().into_owned();
+            let text =
+                |p: *const std::ffi::c_char| CStr::from_ptr(p).to_string_lossy().into_owned();
             let columns = (0..nf).map(|i| text(pq::PQfname(r, i))).collect();
             let types = (0..nf).map(|i| pq::PQftype(r, i)).collect();
             let rows = (0..nt)

@@ -18,7 +18,7 @@ mod servers_api;
 
 pub use error::RemoteError;
 pub use libpq::{Conn, Rows};
-pub use pool::{close_all, close_database, close_server, open_count};
+pub use pool::{close_database, close_server};
 
 use crate::err::{Code, Error};
 use crate::ident::Conninfo;
@@ -49,7 +49,10 @@ impl Server {
         let database = if self.is_local() {
             crate::spi::current_database()
         } else {
-            self.conninfo.get("dbname").unwrap_or("postgres").to_string()
+            self.conninfo
+                .get("dbname")
+                .unwrap_or("postgres")
+                .to_string()
         };
         self.database(&database)
     }

@@ -148,21 +148,13 @@ pub fn close_server(server_id: i64) {
     drop(closed);
 }
 
-/// Closes every connection of this backend.
-pub fn close_all() {
-    let closed: Vec<Slot> = POOL.with(|p| p.borrow_mut().drain(..).collect());
-    drop(closed);
-}
-
-/// Number of connections this backend holds.
-pub fn open_count() -> usize {
-    POOL.with(|p| p.borrow().len())
-}
-
 /// At every transaction end: closes connections idle longer than the idle timeout. Only
 /// frees libpq handles (no SPI, no error raised), so it is safe in the COMMIT callback.
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn xact_end(event: pgrx::pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+unsafe extern "C-unwind" fn xact_end(
+    event: pgrx::pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
     use pgrx::pg_sys::XactEvent;
     if event != XactEvent::XACT_EVENT_COMMIT && event != XactEvent::XACT_EVENT_ABORT {
         return;
@@ -170,9 +162,8 @@ unsafe extern "C-unwind" fn xact_end(event: pgrx::pg_sys::XactEvent::Type, _arg:
     let limit = idle_timeout();
     let closed: Vec<Slot> = POOL.with(|p| {
         let mut p = p.borrow_mut();
-        let (out, keep): (Vec<Slot>, Vec<Slot>) = p
-            .drain(..)
-            .partition(|s| s.last_used.elapsed() >= limit);
+        let (out, keep): (Vec<Slot>, Vec<Slot>) =
+            p.drain(..).partition(|s| s.last_used.elapsed() >= limit);
         *p = keep;
         out
     });

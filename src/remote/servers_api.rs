@@ -7,7 +7,7 @@
 //! must be able to create databases and roles there (a superuser, in practice), and the server
 //! needs messiah's library (the `messiah_tenant` extension) installed.
 
-use super::{libpq, Server, LOCAL_SERVER};
+use super::{libpq, Server};
 use crate::err::{Code, Error, OrRaise};
 use crate::ident::Conninfo;
 use crate::jsonarg::JsonbArg;
@@ -33,7 +33,9 @@ pub fn check_conninfo(text: &str) -> Result<Conninfo, Error> {
                 .hint("Put the password in the password file of the server's OS user (~postgres/.pgpass, or passfile=...)."));
         }
         if !known.iter().any(|n| n == k) {
-            return Err(Error::invalid(format!("conninfo has an unknown keyword {k:?}")));
+            return Err(Error::invalid(format!(
+                "conninfo has an unknown keyword {k:?}"
+            )));
         }
     }
     if c.get("host").is_none() && c.get("hostaddr").is_none() {
@@ -45,13 +47,21 @@ pub fn check_conninfo(text: &str) -> Result<Conninfo, Error> {
 fn name_arg(name: Option<&str>) -> String {
     let name = required("name", name);
     let ok = name.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         && name.len() <= 63;
     if !ok {
         invalid(
-            format!("server name {:?} is invalid", name.chars().take(64).collect::<String>()),
+            format!(
+                "server name {:?} is invalid",
+                name.chars().take(64).collect::<String>()
+            ),
             None,
-            Some("A server name is a lowercase identifier (^[a-z][a-z0-9_]*$, at most 63 bytes).".into()),
+            Some(
+                "A server name is a lowercase identifier (^[a-z][a-z0-9_]*$, at most 63 bytes)."
+                    .into(),
+            ),
         );
     }
     name.to_string()
@@ -116,7 +126,11 @@ fn messiah_add_server(
     let c = check_conninfo(required("conninfo", conninfo)).or_raise();
     let capacity = capacity_arg(capacity);
     if Server::by_name(&name).is_ok() {
-        Error::new(Code::ERRCODE_UNIQUE_VIOLATION, format!("server \"{name}\" already exists")).raise();
+        Error::new(
+            Code::ERRCODE_UNIQUE_VIOLATION,
+            format!("server \"{name}\" already exists"),
+        )
+        .raise();
     }
     probe(&Server {
         id: -1,
@@ -127,7 +141,11 @@ fn messiah_add_server(
     .or_raise();
     crate::spi::run(
         "INSERT INTO messiah.servers (name, conninfo, capacity) VALUES ($1, $2, $3)",
-        &[name.as_str().into(), c.render().as_str().into(), capacity.into()],
+        &[
+            name.as_str().into(),
+            c.render().as_str().into(),
+            capacity.into(),
+        ],
     );
     server_json(&name)
 }
@@ -145,14 +163,21 @@ fn messiah_alter_server(name: Option<&str>, patch: Option<JsonbArg>) -> JsonB {
     let name = name_arg(name);
     let mut server = Server::by_name(&name).or_raise();
     let Some(patch) = patch else {
-        Error::new(Code::ERRCODE_NULL_VALUE_NOT_ALLOWED, "patch must not be null").raise();
+        Error::new(
+            Code::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "patch must not be null",
+        )
+        .raise();
     };
     let Some(p) = patch.0.as_object() else {
         invalid("patch must be a JSON object".into(), None, None);
     };
     if let Some(k) = p.keys().find(|k| !KEYS.contains(&k.as_str())) {
         invalid(
-            format!("patch has an unknown key {:?}", k.chars().take(64).collect::<String>()),
+            format!(
+                "patch has an unknown key {:?}",
+                k.chars().take(64).collect::<String>()
+            ),
             Some(format!("Keys: {}.", KEYS.join(", "))),
             None,
         );
@@ -160,19 +185,33 @@ fn messiah_alter_server(name: Option<&str>, patch: Option<JsonbArg>) -> JsonB {
     if let Some(v) = p.get("status") {
         let s = v.as_str().unwrap_or("");
         if !["active", "draining", "offline"].contains(&s) {
-            invalid("patch.status must be active, draining or offline".into(), None, None);
+            invalid(
+                "patch.status must be active, draining or offline".into(),
+                None,
+                None,
+            );
         }
-        crate::spi::run("UPDATE messiah.servers SET status = $2 WHERE name = $1", &[name.as_str().into(), s.into()]);
+        crate::spi::run(
+            "UPDATE messiah.servers SET status = $2 WHERE name = $1",
+            &[name.as_str().into(), s.into()],
+        );
     }
     if let Some(v) = p.get("capacity") {
         let cap = match v {
             serde_json::Value::Null => None,
             v => match v.as_i64().and_then(|c| i32::try_from(c).ok()) {
                 Some(c) => capacity_arg(Some(c)),
-                None => invalid("patch.capacity must be an integer or null".into(), None, None),
+                None => invalid(
+                    "patch.capacity must be an integer or null".into(),
+                    None,
+                    None,
+                ),
             },
         };
-        crate::spi::run("UPDATE messiah.servers SET capacity = $2 WHERE name = $1", &[name.as_str().into(), cap.into()]);
+        crate::spi::run(
+            "UPDATE messiah.servers SET capacity = $2 WHERE name = $1",
+            &[name.as_str().into(), cap.into()],
+        );
     }
     if let Some(v) = p.get("conninfo") {
         let Some(text) = v.as_str() else {
@@ -182,7 +221,10 @@ fn messiah_alter_server(name: Option<&str>, patch: Option<JsonbArg>) -> JsonB {
         server.conninfo = c.clone();
         probe(&server).or_raise();
         super::close_server(server.id);
-        crate::spi::run("UPDATE messiah.servers SET conninfo = $2 WHERE name = $1", &[name.as_str().into(), c.render().as_str().into()]);
+        crate::spi::run(
+            "UPDATE messiah.servers SET conninfo = $2 WHERE name = $1",
+            &[name.as_str().into(), c.render().as_str().into()],
+        );
     }
     server_json(&name)
 }
@@ -215,7 +257,10 @@ fn messiah_drop_server(name: Option<&str>) -> JsonB {
         .raise();
     }
     let out = server_json(&name);
-    crate::spi::run("DELETE FROM messiah.servers WHERE id = $1", &[server.id.into()]);
+    crate::spi::run(
+        "DELETE FROM messiah.servers WHERE id = $1",
+        &[server.id.into()],
+    );
     super::close_server(server.id);
     out
 }
@@ -225,6 +270,7 @@ fn messiah_drop_server(name: Option<&str>) -> JsonB {
 /// local server is always reachable) and message (why not).
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::type_complexity)]
 fn messiah_list_servers() -> TableIterator<
     'static,
     (
@@ -263,6 +309,5 @@ fn messiah_list_servers() -> TableIterator<
             message,
         ));
     }
-    let _ = LOCAL_SERVER;
     TableIterator::new(out)
 }

@@ -157,7 +157,7 @@ impl KeyRing {
         blob.extend_from_slice(&ct);
         format!(
             "{PREFIX}:{}:{}",
-            key.id,
+            key.id(),
             base64::engine::general_purpose::STANDARD.encode(blob)
         )
     }
@@ -187,21 +187,6 @@ impl KeyRing {
             )
             .map_err(|_| SecretError::Corrupt)?;
         String::from_utf8(plain).map_err(|_| SecretError::Corrupt)
-    }
-
-    /// A password derived from the current key for `label` (HMAC-SHA-256, hex): the same on
-    /// every call and every server, never stored, and changed by a key rotation.
-    pub fn derive_password(&self, label: &str) -> String {
-        use hmac::{Hmac, Mac};
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.current().bytes)
-            .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new_from_slice(&[0u8; 32]).unwrap_or_else(|_| unreachable!()));
-        mac.update(b"messiah password:");
-        mac.update(label.as_bytes());
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
     }
 }
 
@@ -264,24 +249,11 @@ mod tests {
             KeyRing::parse("abc").unwrap_err(),
             SecretError::BadKey { line: 1 }
         );
-        assert_eq!(
-            KeyRing::load("").unwrap_err(),
-            SecretError::NotConfigured
-        );
+        assert_eq!(KeyRing::load("").unwrap_err(), SecretError::NotConfigured);
         let ring = KeyRing::parse(K1).unwrap();
         assert_eq!(ring.open("plain text", "a"), Err(SecretError::Corrupt));
         let s = ring.seal("v", "a");
         let tampered = format!("{}A", &s[..s.len() - 1]);
         assert!(ring.open(&tampered, "a").is_err());
-    }
-
-    #[test]
-    fn derived_passwords_are_stable_per_key() {
-        let r1 = KeyRing::parse(K1).unwrap();
-        let r2 = KeyRing::parse(K2).unwrap();
-        assert_eq!(r1.derive_password("t"), r1.derive_password("t"));
-        assert_ne!(r1.derive_password("t"), r1.derive_password("u"));
-        assert_ne!(r1.derive_password("t"), r2.derive_password("t"));
-        assert_eq!(r1.derive_password("t").len(), 64);
     }
 }

@@ -46,7 +46,9 @@ unsafe fn names(stmt: *const pg_sys::DropStmt) -> Vec<String> {
 /// Called by Postgres' function manager with a valid `fcinfo`.
 #[no_mangle]
 #[pg_guard]
-pub unsafe extern "C-unwind" fn messiah_ddl_guard(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn messiah_ddl_guard(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     // SAFETY: fcinfo is valid (contract); its context is checked to be EventTriggerData
     // before it is read as one, and its parse tree to be a DropStmt.
     let (kind, names) = unsafe {

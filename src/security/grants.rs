@@ -47,10 +47,18 @@ fn apply(role: &str, grant: bool) -> Vec<String> {
         &[],
     )
     .unwrap_or_else(|| "public".into());
-    let (verb, prep) = if grant { ("GRANT", "TO") } else { ("REVOKE", "FROM") };
+    let (verb, prep) = if grant {
+        ("GRANT", "TO")
+    } else {
+        ("REVOKE", "FROM")
+    };
     if schema != "public" {
         crate::spi::run(
-            &format!("{verb} USAGE ON SCHEMA {} {prep} {}", quote_ident(&schema), quote_ident(role)),
+            &format!(
+                "{verb} USAGE ON SCHEMA {} {prep} {}",
+                quote_ident(&schema),
+                quote_ident(role)
+            ),
             &[],
         );
     }
@@ -60,7 +68,10 @@ fn apply(role: &str, grant: bool) -> Vec<String> {
             continue;
         }
         crate::spi::run(
-            &format!("{verb} EXECUTE ON FUNCTION {signature} {prep} {}", quote_ident(role)),
+            &format!(
+                "{verb} EXECUTE ON FUNCTION {signature} {prep} {}",
+                quote_ident(role)
+            ),
             &[],
         );
         out.push(name);
@@ -76,7 +87,11 @@ fn existing_role(role: Option<&str>) -> String {
     )
     .unwrap_or(false);
     if !exists {
-        Error::new(Code::ERRCODE_UNDEFINED_OBJECT, format!("role \"{role}\" does not exist")).raise();
+        Error::new(
+            Code::ERRCODE_UNDEFINED_OBJECT,
+            format!("role \"{role}\" does not exist"),
+        )
+        .raise();
     }
     role.to_string()
 }
@@ -136,4 +151,3 @@ mod messiah {
         roles.len() as i64
     }
 }
-

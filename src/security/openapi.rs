@@ -64,7 +64,8 @@ fn functions() -> Vec<Function> {
                 args: args
                     .iter()
                     .map(|a| {
-                        let s = |i: usize| a.get(i).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                        let s =
+                            |i: usize| a.get(i).and_then(|v| v.as_str()).unwrap_or("").to_string();
                         (s(0), s(1), s(2))
                     })
                     .collect(),
@@ -76,8 +77,11 @@ fn functions() -> Vec<Function> {
 fn operation(f: &Function) -> Value {
     let inputs: Vec<&(String, String, String)> =
         f.args.iter().filter(|a| a.2 == "i" || a.2 == "b").collect();
-    let outputs: Vec<&(String, String, String)> =
-        f.args.iter().filter(|a| a.2 == "o" || a.2 == "t" || a.2 == "b").collect();
+    let outputs: Vec<&(String, String, String)> = f
+        .args
+        .iter()
+        .filter(|a| a.2 == "o" || a.2 == "t" || a.2 == "b")
+        .collect();
     let mut properties = Map::new();
     for (name, ty, _) in &inputs {
         properties.insert(name.clone(), json_schema(ty));
@@ -103,7 +107,14 @@ fn operation(f: &Function) -> Value {
     } else {
         item
     };
-    let summary = f.comment.split(". ").next().unwrap_or("").chars().take(120).collect::<String>();
+    let summary = f
+        .comment
+        .split(". ")
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(120)
+        .collect::<String>();
     json!({
         "post": {
             "operationId": f.name,

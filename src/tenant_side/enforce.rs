@@ -391,11 +391,10 @@ pub unsafe extern "C-unwind" fn messiah_enforce_custom_fields(
             };
         }
         if !outcome.strip_keys.is_empty() && value != pg_sys::Datum::from(0usize) {
-            let keys = outcome
-                .strip_keys
-                .clone()
-                .into_datum()
-                .unwrap_or_else(|| crate::err::internal("building the keys to strip", "no datum"));
+            let keys =
+                outcome.strip_keys.clone().into_datum().unwrap_or_else(|| {
+                    crate::err::internal("building the keys to strip", "no datum")
+                });
             value = pg_sys::DirectFunctionCall2Coll(
                 Some(fmgr::jsonb_delete_array),
                 pg_sys::InvalidOid,
@@ -451,9 +450,16 @@ fn install_snapshot(
         if owner != installation {
             raise(
                 Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("tenant \"{tenant_id}\" is managed by another messiah installation ({owner})"),
-                Some(format!("Installation {installation} tried to update its catalog copy.")),
-                Some("The tenant was taken over (messiah_takeover) by another admin database.".into()),
+                format!(
+                    "tenant \"{tenant_id}\" is managed by another messiah installation ({owner})"
+                ),
+                Some(format!(
+                    "Installation {installation} tried to update its catalog copy."
+                )),
+                Some(
+                    "The tenant was taken over (messiah_takeover) by another admin database."
+                        .into(),
+                ),
             );
         }
         let installed: i64 = row

@@ -24,9 +24,9 @@ impl<'a> Jb<'a> {
     /// # Safety
     /// `jsonb` must point to a detoasted (4-byte header) jsonb that outlives `'a`.
     pub unsafe fn root(jsonb: *mut pg_sys::Jsonb) -> Jb<'a> {
-    // SAFETY: jsonb is a detoasted jsonb that outlives 'a (contract); its root container is read
+        // SAFETY: jsonb is a detoasted jsonb that outlives 'a (contract); its root container is read
         // as Postgres' jsonb.h describes it.
-    unsafe {
+        unsafe {
             let container = std::ptr::addr_of_mut!((*jsonb).root);
             let header = (*container).header;
             if header & JB_FSCALAR != 0 {
@@ -48,7 +48,7 @@ impl<'a> Jb<'a> {
                 _life: PhantomData,
             }
         }
-}
+    }
 
     fn container(&self) -> Option<*mut pg_sys::JsonbContainer> {
         if self.v.type_ == pg_sys::jbvType::jbvBinary {
@@ -272,5 +272,60 @@ impl<'a> JsonView<'a> for Jb<'a> {
 
     fn to_serde(&self) -> Result<serde_json::Value, String> {
         serde_json::from_str(&self.to_text()).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::numeric_to_decimal;
+    use crate::fields::Decimal;
+    use pgrx::prelude::*;
+
+    /// The in-place NUMERIC decoder agrees with Postgres' own numeric_out on short-header,
+    /// long-header, negative, fractional, huge and tiny values: each value is built by
+    /// numeric_in, decoded in place, and compared (numerically) with numeric_out's text.
+    #[pg_test]
+    fn numeric_decoding_matches_numeric_out() {
+        for text in [
+            "0",
+            "5",
+            "-5",
+            "5.0",
+            "0.5",
+            "-0.0001",
+            "123456789.987654321",
+            "1e400",
+            "-1.5e-300",
+            "99999999999999999999999999",
+            "10000",
+            "0.00000000000000000001",
+            "-123456789012345678901234567890.000000000000000000001",
+        ] {
+            let c = std::ffi::CString::new(text).unwrap();
+            // SAFETY: numeric_in takes a C string, a type oid and a typmod and returns a
+            // palloc'd numeric; numeric_out takes that numeric and returns a C string.
+            let (decoded, out) = unsafe {
+                let datum = pgrx::direct_function_call::<pg_sys::Datum>(
+                    pg_sys::numeric_in,
+                    &[
+                        Some(pg_sys::Datum::from(c.as_ptr())),
+                        Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+                        Some(pg_sys::Datum::from(-1i32)),
+                    ],
+                )
+                .unwrap();
+                let out = pgrx::direct_function_call::<&std::ffi::CStr>(
+                    pg_sys::numeric_out,
+                    &[Some(datum)],
+                )
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+                (numeric_to_decimal(datum.cast_mut_ptr()), out)
+            };
+            assert_eq!(decoded, Decimal::parse(&out), "{text}: numeric_out says {out}");
+            assert!(decoded.is_some(), "{text}");
+        }
     }
 }

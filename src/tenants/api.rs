@@ -97,7 +97,10 @@ fn config_arg(v: &Value) -> SupabaseConfig {
     };
     if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
         invalid(
-            format!("config has an unknown key {:?}", k.chars().take(64).collect::<String>()),
+            format!(
+                "config has an unknown key {:?}",
+                k.chars().take(64).collect::<String>()
+            ),
             Some(format!("Allowed keys: {}.", KEYS.join(", "))),
             None,
         );
@@ -106,9 +109,17 @@ fn config_arg(v: &Value) -> SupabaseConfig {
     let text = |k: &str, default: Option<&str>| -> String {
         match (obj.get(k), default) {
             (Some(Value::String(s)), _) if !s.is_empty() => {
-                check(args::check_bytes(&format!("config.{k}"), s.len(), args::MAX_CONFIG_VALUE_BYTES));
+                check(args::check_bytes(
+                    &format!("config.{k}"),
+                    s.len(),
+                    args::MAX_CONFIG_VALUE_BYTES,
+                ));
                 if s.chars().any(char::is_control) {
-                    invalid(format!("config.{k} must not contain control characters"), None, None);
+                    invalid(
+                        format!("config.{k} must not contain control characters"),
+                        None,
+                        None,
+                    );
                 }
                 s.clone()
             }
@@ -189,7 +200,10 @@ pub fn place(name: Option<&str>) -> Result<Server, Error> {
         if s.status != "active" {
             return Err(Error::new(
                 Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("server \"{name}\" is {} and receives no new tenants", s.status),
+                format!(
+                    "server \"{name}\" is {} and receives no new tenants",
+                    s.status
+                ),
             )
             .hint("messiah_alter_server(name, '{\"status\": \"active\"}') reopens it."));
         }
@@ -435,7 +449,11 @@ fn messiah_update_tenant(tenant_id: Option<&str>, patch: Option<JsonbArg>) -> Js
     let id = tenant_id_arg(tenant_id);
     let patch = patch.map(|p| p.0).unwrap_or(Value::Null);
     if patch.is_null() {
-        Error::new(Code::ERRCODE_NULL_VALUE_NOT_ALLOWED, "patch must not be null").raise();
+        Error::new(
+            Code::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "patch must not be null",
+        )
+        .raise();
     }
     let Some(p) = patch.as_object() else {
         invalid("patch must be a JSON object".into(), None, None);
@@ -494,7 +512,10 @@ fn messiah_update_tenant(tenant_id: Option<&str>, patch: Option<JsonbArg>) -> Js
     if slug_taken {
         Error::new(
             Code::ERRCODE_UNIQUE_VIOLATION,
-            format!("slug \"{}\" is taken by another tenant", slug.as_deref().unwrap_or("")),
+            format!(
+                "slug \"{}\" is taken by another tenant",
+                slug.as_deref().unwrap_or("")
+            ),
         )
         .raise();
     }
@@ -552,7 +573,11 @@ fn messiah_set_tenant_status(tenant_id: Option<&str>, status: Option<&str>) -> J
 fn messiah_set_supabase_config(tenant_id: Option<&str>, config: Option<JsonbArg>) -> JsonB {
     let id = tenant_id_arg(tenant_id);
     let Some(config) = config else {
-        Error::new(Code::ERRCODE_NULL_VALUE_NOT_ALLOWED, "config must not be null").raise();
+        Error::new(
+            Code::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "config must not be null",
+        )
+        .raise();
     };
     check(args::check_document("config", &config.0));
     let c = config_arg(&config.0);
@@ -636,7 +661,15 @@ fn messiah_reconcile(
     let rows = reconcile::reconcile(repair, deep)
         .or_raise()
         .into_iter()
-        .map(|d| (d.kind.to_string(), d.tenant_id, d.database_name, d.action, d.server))
+        .map(|d| {
+            (
+                d.kind.to_string(),
+                d.tenant_id,
+                d.database_name,
+                d.action,
+                d.server,
+            )
+        })
         .collect::<Vec<_>>();
     TableIterator::new(rows)
 }

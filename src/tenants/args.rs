@@ -136,7 +136,9 @@ mod tests {
             "name must not contain control characters (found U+000A)"
         );
         assert_eq!(
-            check_name("name", &"é".repeat(201), true).unwrap_err().message,
+            check_name("name", &"é".repeat(201), true)
+                .unwrap_err()
+                .message,
             "name is too long: 201 characters, at most 200"
         );
         assert_eq!(check_name("name", &"é".repeat(200), true), Ok(()));
@@ -148,6 +150,9 @@ mod tests {
         let big = serde_json::json!({"x": "a".repeat(70_000)});
         let e = check_document("settings", &big).unwrap_err();
         assert!(e.too_large);
-        assert_eq!(e.message, "settings is too large: 70008 bytes, at most 65536");
+        assert_eq!(
+            e.message,
+            "settings is too large: 70008 bytes, at most 65536"
+        );
     }
 }

@@ -156,8 +156,7 @@ pub fn not_found(tenant_id: &str) -> Error {
 
 /// The id of this admin installation.
 pub fn installation_id() -> String {
-    crate::spi::one::<String>("SELECT messiah.installation_id()::text", &[])
-        .unwrap_or_default()
+    crate::spi::one::<String>("SELECT messiah.installation_id()::text", &[]).unwrap_or_default()
 }
 
 /// Bumps the tenant's snapshot version (a new value of the sequence, never reused) and

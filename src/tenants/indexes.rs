@@ -18,7 +18,8 @@ struct Existing {
     def: String,
 }
 
-const EXISTING: &str = "SELECT c.relname::text, i.indisvalid::text, pg_catalog.pg_get_indexdef(i.indexrelid) \
+const EXISTING: &str =
+    "SELECT c.relname::text, i.indisvalid::text, pg_catalog.pg_get_indexdef(i.indexrelid) \
      FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      WHERE n.nspname = 'public' AND c.relname LIKE 'messiah\\_cf\\_%' ORDER BY 1";

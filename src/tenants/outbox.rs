@@ -161,7 +161,8 @@ pub fn run(force: bool) -> Report {
             }
         }
     }
-    report.pending = crate::spi::one::<i64>("SELECT count(*) FROM messiah.outbox", &[]).unwrap_or(0);
+    report.pending =
+        crate::spi::one::<i64>("SELECT count(*) FROM messiah.outbox", &[]).unwrap_or(0);
     report
 }
 
@@ -174,7 +175,10 @@ fn execute(item: &Item) -> Result<String, Error> {
 }
 
 fn claim_database(item: &Item) -> Result<String, Error> {
-    crate::spi::run("DELETE FROM messiah.outbox WHERE id = $1", &[item.id.into()]);
+    crate::spi::run(
+        "DELETE FROM messiah.outbox WHERE id = $1",
+        &[item.id.into()],
+    );
     let Some(t) = Tenant::find(&item.tenant_id, false) else {
         return Ok("skipped: the tenant is gone".into());
     };
@@ -208,10 +212,9 @@ fn drop_database(item: &Item) -> Result<String, Error> {
                     provision::force_drop(&server, &item.database_name)?;
                     "dropped".to_string()
                 }
-                Some(m) if m.installation != inst => format!(
-                    "left alone: managed by installation {} now",
-                    m.installation
-                ),
+                Some(m) if m.installation != inst => {
+                    format!("left alone: managed by installation {} now", m.installation)
+                }
                 _ => "left alone: not created by messiah under this name".to_string(),
             }
         }
@@ -220,7 +223,10 @@ fn drop_database(item: &Item) -> Result<String, Error> {
         "DELETE FROM messiah.tenants WHERE tenant_id = $1 AND lifecycle = 'dropping'",
         &[item.tenant_id.as_str().into()],
     );
-    crate::spi::run("DELETE FROM messiah.outbox WHERE id = $1", &[item.id.into()]);
+    crate::spi::run(
+        "DELETE FROM messiah.outbox WHERE id = $1",
+        &[item.id.into()],
+    );
     Ok(outcome)
 }
 
@@ -281,7 +287,8 @@ pub fn run_in_session() {
 /// Runs the outbox now (every queued action) and, with `wait_ms` > 0, waits up to that long
 /// for actions another session is running, retrying failed ones every 100 ms.
 pub fn run_and_wait(wait_ms: i64) -> Report {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms.max(0) as u64);
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(wait_ms.max(0) as u64);
     let mut total = Report::default();
     loop {
         let r = run(true);

@@ -50,7 +50,8 @@ pub struct Database {
     pub size_bytes: Option<i64>,
 }
 
-const LIST_DATABASES: &str = "SELECT datname::text, pg_catalog.shobj_description(oid, 'pg_database'), \
+const LIST_DATABASES: &str =
+    "SELECT datname::text, pg_catalog.shobj_description(oid, 'pg_database'), \
      datistemplate::text, pg_catalog.pg_database_size(oid)::text \
      FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.~~) $1 ORDER BY datname";
 
@@ -78,7 +79,9 @@ pub fn list_databases(server: &Server, pattern: &str) -> Result<Vec<Database>, E
 
 /// `pattern` for LIKE matching `name` exactly.
 fn like_exact(name: &str) -> String {
-    name.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    name.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// The database `name` of `server`, if it exists.
@@ -157,7 +160,11 @@ pub fn ensure_template(server: &Server) -> Result<String, Error> {
              WHERE a.pid::text OPERATOR(pg_catalog.=) pg_catalog.substring(d.datname, '_b([0-9]+)$'))",
         &[Some(&format!("{}\\_b%", like_exact(&tpl)))],
     )?;
-    for name in leftovers.rows.into_iter().filter_map(|r| r.into_iter().next().flatten()) {
+    for name in leftovers
+        .rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+    {
         force_drop(server, &name)?;
     }
     let pid = remote::query_or_error(&maint, "SELECT pg_catalog.pg_backend_pid()::text", &[])?
@@ -286,7 +293,10 @@ pub fn create_database(t: &Tenant) -> Result<(), Error> {
         quote_ident(&tmp),
         quote_literal(&marker.render())
     ))?;
-    step(format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", quote_ident(&tmp)))?;
+    step(format!(
+        "REVOKE ALL ON DATABASE {} FROM PUBLIC",
+        quote_ident(&tmp)
+    ))?;
     fault("after_marker")?;
     let renamed = step(format!(
         "ALTER DATABASE {} RENAME TO {}",
@@ -306,7 +316,11 @@ pub fn create_database(t: &Tenant) -> Result<(), Error> {
     install_copy(t, &server, true)?;
     // fields defined in the creating transaction: their indexes, in the still-private database
     let snapshot = t.snapshot();
-    super::indexes::sync(&server.database(&t.database_name), &snapshot, &t.describe(&server))?;
+    super::indexes::sync(
+        &server.database(&t.database_name),
+        &snapshot,
+        &t.describe(&server),
+    )?;
     remote::close_database(server.id, &t.database_name);
     fault("after_create")?;
     crate::spi::run(
@@ -402,7 +416,6 @@ pub fn xact_status(xid: &str) -> String {
 /// A database swept by [`sweep`].
 #[derive(Debug, Clone)]
 pub struct Swept {
-    pub server: String,
     pub tenant_id: String,
     pub database_name: String,
 }
@@ -430,7 +443,6 @@ pub fn sweep(servers: &[Server], drop: bool) -> Result<Vec<Swept>, Error> {
                 force_drop(server, &db.name)?;
             }
             out.push(Swept {
-                server: server.name.clone(),
                 tenant_id: String::new(),
                 database_name: db.name,
             });
@@ -442,7 +454,6 @@ pub fn sweep(servers: &[Server], drop: bool) -> Result<Vec<Swept>, Error> {
                     force_drop(server, &db.name)?;
                 }
                 out.push(Swept {
-                    server: server.name.clone(),
                     tenant_id: m.messiah_tenant,
                     database_name: db.name,
                 });

@@ -60,7 +60,10 @@ fn row_counts(server: &Server, datname: &str) -> String {
         Ok(r) => r.rows,
         Err(e) => return format!("row counts unavailable: {e}"),
     };
-    let present: Vec<String> = tables.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+    let present: Vec<String> = tables
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect();
     // in the seed's order
     let names: Vec<&str> = crate::fields::ENTITY_TABLES
         .iter()
@@ -72,7 +75,12 @@ fn row_counts(server: &Server, datname: &str) -> String {
     }
     let sql = names
         .iter()
-        .map(|n| format!("(SELECT '{n}: ' || count(*) FROM public.{})", crate::ident::quote_ident(n)))
+        .map(|n| {
+            format!(
+                "(SELECT '{n}: ' || count(*) FROM public.{})",
+                crate::ident::quote_ident(n)
+            )
+        })
         .collect::<Vec<_>>()
         .join(" || ', ' || ");
     let counts = remote::query(&ep, &format!("SELECT {sql}"), &[])
@@ -126,10 +134,8 @@ pub fn reconcile(repair: bool, deep: bool) -> Result<Vec<Drift>, Error> {
     let me = crate::spi::current_database();
     let sysid = provision::system_identifier();
     let mut out = Vec::new();
-    let detached = crate::spi::column::<String>(
-        "SELECT database_name FROM messiah.detached_databases",
-        &[],
-    );
+    let detached =
+        crate::spi::column::<String>("SELECT database_name FROM messiah.detached_databases", &[]);
     if repair {
         outbox::run(true);
     }
@@ -272,7 +278,11 @@ fn index_drift(t: &Tenant, server: &Server, repair: bool) -> Result<Vec<Drift>, 
                 database_name: t.database_name.clone(),
                 action: format!(
                     "{name}: {}",
-                    if repair { "fixed (built or dropped concurrently)" } else { "repair builds or drops it concurrently" }
+                    if repair {
+                        "fixed (built or dropped concurrently)"
+                    } else {
+                        "repair builds or drops it concurrently"
+                    }
                 ),
                 server: server.name.clone(),
             }
@@ -337,7 +347,11 @@ fn stale_templates(server: &Server, repair: bool) -> Result<Vec<Drift>, Error> {
     for db in provision::list_databases(server, "messiah\\_template\\_%")? {
         let stale = db.is_template
             && db.name != current
-            && !db.name.rsplit('_').next().is_some_and(|s| s.starts_with('b'));
+            && !db
+                .name
+                .rsplit('_')
+                .next()
+                .is_some_and(|s| s.starts_with('b'));
         if !stale {
             continue;
         }
@@ -395,10 +409,11 @@ fn orphan(server: &Server, database_name: &str) -> Result<provision::Database, E
     let tenantish = crate::ident::TenantId::from_database_name(database_name).is_some();
     let temp = database_name.starts_with(marker::TEMP_PREFIX);
     if !tenantish && !temp {
-        return Err(Error::invalid(format!(
-            "{database_name:?} is not a tenant database name"
-        ))
-        .hint("Tenant databases are named tenant_<tenant_id>; others are not messiah's to touch."));
+        return Err(
+            Error::invalid(format!("{database_name:?} is not a tenant database name")).hint(
+                "Tenant databases are named tenant_<tenant_id>; others are not messiah's to touch.",
+            ),
+        );
     }
     let named = crate::spi::one::<String>(
         "SELECT tenant_id FROM messiah.tenants WHERE database_name = $1",
@@ -493,7 +508,10 @@ pub fn takeover() -> Result<Vec<(String, String)>, Error> {
         1,
     );
     let mut out = Vec::new();
-    for tid in rows.into_iter().filter_map(|r| r.into_iter().next().flatten()) {
+    for tid in rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+    {
         let Some(t) = Tenant::find(&tid, false) else {
             continue;
         };

@@ -9,7 +9,11 @@ use pgrx::prelude::*;
 
 fn set_slot(db: u32, f: impl FnOnce(&mut super::Slot)) {
     let mut r = REGISTRY.exclusive();
-    if let Some(s) = r.slots.iter_mut().find(|s| s.db == db && s.state != state::FREE) {
+    if let Some(s) = r
+        .slots
+        .iter_mut()
+        .find(|s| s.db == db && s.state != state::FREE)
+    {
         f(s);
     }
 }
@@ -59,7 +63,9 @@ fn pass() -> i64 {
     let report = crate::tenants::outbox::run(false);
     for (action, tenant, database, outcome) in &report.items {
         if outcome.starts_with("failed") {
-            pgrx::warning!("messiah executor: {action} for tenant \"{tenant}\" ({database}) {outcome}");
+            pgrx::warning!(
+                "messiah executor: {action} for tenant \"{tenant}\" ({database}) {outcome}"
+            );
         }
     }
     let swept = crate::spi::in_subtransaction(|| {

@@ -175,7 +175,11 @@ fn start_due(running: &mut Vec<(u32, DynamicBackgroundWorker)>) {
             Err(_) => {
                 // No free worker slot (max_worker_processes): try again at the next wakeup.
                 let mut r = REGISTRY.exclusive();
-                if let Some(s) = r.slots.iter_mut().find(|s| s.db == db && s.state != state::FREE) {
+                if let Some(s) = r
+                    .slots
+                    .iter_mut()
+                    .find(|s| s.db == db && s.state != state::FREE)
+                {
                     s.running = false;
                     s.wake = true;
                 }
@@ -190,7 +194,10 @@ fn next_wait() -> Duration {
     let interval = guc::SWEEP_INTERVAL_MS.get().max(100) as i64;
     let now = now_ms();
     let r = REGISTRY.share();
-    let retry = r.slots.iter().any(|s| s.wake && !s.running && s.state != state::FREE);
+    let retry = r
+        .slots
+        .iter()
+        .any(|s| s.wake && !s.running && s.state != state::FREE);
     let earliest = r
         .slots
         .iter()
@@ -198,6 +205,10 @@ fn next_wait() -> Duration {
         .map(|s| s.due_ms - now)
         .min()
         .unwrap_or(interval);
-    let ms = if retry { 100 } else { earliest.clamp(10, interval) };
+    let ms = if retry {
+        100
+    } else {
+        earliest.clamp(10, interval)
+    };
     Duration::from_millis(ms as u64)
 }

@@ -21,8 +21,8 @@ pub mod executor;
 pub mod launcher;
 
 use pgrx::lwlock::PgLwLock;
-use pgrx::prelude::*;
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 use pgrx::shmem::PGRXSharedMemory;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};

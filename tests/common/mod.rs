@@ -282,7 +282,10 @@ impl OtherCluster {
     /// A superuser connection to `db` on this cluster.
     pub fn connect(&self, db: &str) -> Client {
         Client::connect(
-            &format!("host={} port={} user=postgres dbname={db}", self.dir, self.port),
+            &format!(
+                "host={} port={} user=postgres dbname={db}",
+                self.dir, self.port
+            ),
             NoTls,
         )
         .unwrap_or_else(|e| panic!("connecting to {db} on port {}: {e}", self.port))
@@ -298,7 +301,14 @@ impl OtherCluster {
         let data = format!("{}/data", self.dir);
         if std::path::Path::new(&format!("{data}/postmaster.pid")).exists() {
             let _ = std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl"), "-D", &data])
+                .args([
+                    "-u",
+                    "postgres",
+                    "--",
+                    &format!("{PG_BIN}/pg_ctl"),
+                    "-D",
+                    &data,
+                ])
                 .args(["-m", "immediate", "-w", "stop"])
                 .output();
         }

@@ -64,7 +64,10 @@ fn lifecycle_api_returns_exact_values() {
         )
         .unwrap()
         .get(0);
-    assert!(key.starts_with("msk1:") && !key.contains("very-secret-1"), "{key}");
+    assert!(
+        key.starts_with("msk1:") && !key.contains("very-secret-1"),
+        "{key}"
+    );
     let secret: String = admin
         .query_one("SELECT messiah_get_secret('it_api_a', 'service_key')", &[])
         .unwrap()

@@ -125,7 +125,10 @@ fn assert_not_escalated(db: &str) {
         .map(|r| r.get(0))
         .collect();
     assert!(!sup, "the attacker became a superuser; sentinel: {hits:?}");
-    assert!(hits.is_empty(), "owner-run code called the attacker's functions: {hits:?}");
+    assert!(
+        hits.is_empty(),
+        "owner-run code called the attacker's functions: {hits:?}"
+    );
 }
 
 #[test]
@@ -149,11 +152,14 @@ fn shadowing_pg_catalog_never_runs_with_the_owners_rights() {
     let (funcs, ops) = shadows(&mut a);
     assert!(funcs > 1000, "only {funcs} functions shadowed");
     assert!(ops > 50, "only {ops} operators shadowed");
-    a.batch_execute("SET search_path = evil, pg_catalog, public").unwrap();
+    a.batch_execute("SET search_path = evil, pg_catalog, public")
+        .unwrap();
     // the shadows are live for the attacker's own statements
     a.batch_execute("SELECT now(); SELECT lower('X')").unwrap();
     assert_eq!(
-        a.query_one("SELECT count(*) FROM evil.sentinel", &[]).unwrap().get::<_, i64>(0),
+        a.query_one("SELECT count(*) FROM evil.sentinel", &[])
+            .unwrap()
+            .get::<_, i64>(0),
         0,
         "the payload only fires for a superuser"
     );
@@ -199,7 +205,10 @@ fn shadowing_pg_catalog_never_runs_with_the_owners_rights() {
     ] {
         assert!(a.batch_execute(sql).is_err(), "{sql} must fail");
     }
-    assert!(wait_until(10, || !db_exists("tenant_it_atk_b")), "the rolled-back creation was not swept");
+    assert!(
+        wait_until(10, || !db_exists("tenant_it_atk_b")),
+        "the rolled-back creation was not swept"
+    );
     assert!(!db_exists("tenant_it_atk_tx"));
     assert_not_escalated(admin_name);
 
@@ -207,9 +216,9 @@ fn shadowing_pg_catalog_never_runs_with_the_owners_rights() {
     // the trigger reads the catalog copy as the bootstrap superuser
     let tenant_db = "tenant_it_atk";
     admin
-        .batch_execute(&format!(
-            "SELECT messiah_define_field('it_atk', 'clients', 'tier', 'select', 'Tier', default_value => 'gold', validation_rules => '{{\"options\": [\"gold\"]}}')"
-        ))
+        .batch_execute(
+            "SELECT messiah_define_field('it_atk', 'clients', 'tier', 'select', 'Tier', default_value => 'gold', validation_rules => '{\"options\": [\"gold\"]}')",
+        )
         .unwrap();
     settle(&mut admin);
     connect_retry(tenant_db)
@@ -221,14 +230,17 @@ fn shadowing_pg_catalog_never_runs_with_the_owners_rights() {
         .unwrap();
     let mut t = connect_as(ROLE, tenant_db);
     t.batch_execute(SHADOWS).unwrap();
-    t.batch_execute("SET search_path = evil, pg_catalog, public").unwrap();
+    t.batch_execute("SET search_path = evil, pg_catalog, public")
+        .unwrap();
     t.batch_execute(
         "INSERT INTO clients (name, custom_fields) VALUES ('ok', '{\"score\": 3}'); \
          UPDATE clients SET custom_fields = '{\"score\": 4, \"tier\": \"gold\"}'",
     )
     .unwrap();
     let e = t
-        .batch_execute("INSERT INTO clients (name, custom_fields) VALUES ('bad', '{\"score\": -3}')")
+        .batch_execute(
+            "INSERT INTO clients (name, custom_fields) VALUES ('bad', '{\"score\": -3}')",
+        )
         .unwrap_err();
     assert_eq!(sqlstate(&e), "23514");
     drop(t);

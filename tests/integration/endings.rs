@@ -60,14 +60,21 @@ fn end_inside_commit(
         )
     });
     assert!(wait_until(20, visible), "the database never appeared");
-    assert!(!handle.is_finished(), "the creation returned before it was ended");
+    assert!(
+        !handle.is_finished(),
+        "the creation returned before it was ended"
+    );
     if cancel {
         let mut pg = connect_retry("postgres");
-        pg.execute("SELECT pg_cancel_backend($1)", &[&a_pid]).unwrap();
+        pg.execute("SELECT pg_cancel_backend($1)", &[&a_pid])
+            .unwrap();
     } else {
         terminate(a_pid);
     }
-    handle.join().unwrap().expect_err("the ended creation must not succeed")
+    handle
+        .join()
+        .unwrap()
+        .expect_err("the ended creation must not succeed")
 }
 
 #[test]
@@ -194,14 +201,22 @@ fn drop_whose_commit_fails_on_serialization_drops_nothing() {
     .unwrap();
     t1.batch_execute("SELECT messiah_drop_tenant('it_ser')")
         .unwrap();
-    t2.batch_execute("UPDATE messiah.tenants SET name = 'T2' WHERE tenant_id = 'it_ser_other'; COMMIT")
-        .unwrap();
+    t2.batch_execute(
+        "UPDATE messiah.tenants SET name = 'T2' WHERE tenant_id = 'it_ser_other'; COMMIT",
+    )
+    .unwrap();
     let e = fails(&mut t1, "COMMIT");
     assert_eq!(sqlstate(&e), "40001", "{e}");
     settle(&mut admin);
-    assert!(db_exists("tenant_it_ser"), "a drop whose COMMIT failed dropped the database");
+    assert!(
+        db_exists("tenant_it_ser"),
+        "a drop whose COMMIT failed dropped the database"
+    );
     let lifecycle: String = admin
-        .query_one("SELECT lifecycle FROM messiah.tenants WHERE tenant_id = 'it_ser'", &[])
+        .query_one(
+            "SELECT lifecycle FROM messiah.tenants WHERE tenant_id = 'it_ser'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(lifecycle, "ready");
@@ -226,7 +241,10 @@ fn savepoint_rolled_back_after_set_constraints_immediate() {
     }
     let mut admin = admin_db("messiah_it_sp");
     admin
-        .execute("SELECT messiah_create_tenant('it_sp_drop', 'Kept', 'it-sp-drop')", &[])
+        .execute(
+            "SELECT messiah_create_tenant('it_sp_drop', 'Kept', 'it-sp-drop')",
+            &[],
+        )
         .unwrap();
     admin
         .batch_execute(
@@ -235,7 +253,10 @@ fn savepoint_rolled_back_after_set_constraints_immediate() {
         )
         .unwrap();
     settle(&mut admin);
-    assert!(db_exists("tenant_it_sp_drop"), "the rolled-back drop dropped the database");
+    assert!(
+        db_exists("tenant_it_sp_drop"),
+        "the rolled-back drop dropped the database"
+    );
     assert_eq!(tenant_rows(&mut admin, "it_sp_drop"), 1);
 
     admin
@@ -244,7 +265,10 @@ fn savepoint_rolled_back_after_set_constraints_immediate() {
              SET CONSTRAINTS ALL IMMEDIATE",
         )
         .unwrap();
-    assert!(db_exists("tenant_it_sp_new"), "SET CONSTRAINTS ALL IMMEDIATE creates it");
+    assert!(
+        db_exists("tenant_it_sp_new"),
+        "SET CONSTRAINTS ALL IMMEDIATE creates it"
+    );
     admin
         .batch_execute("ROLLBACK TO SAVEPOINT s; COMMIT")
         .unwrap();

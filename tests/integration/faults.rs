@@ -19,7 +19,8 @@ fn tenant(admin: &str, id: &str) -> Client {
 }
 
 fn define(c: &mut Client, sql: &str) {
-    c.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {}", message(&e)));
+    c.batch_execute(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {}", message(&e)));
     settle(c);
 }
 
@@ -36,8 +37,10 @@ fn the_trigger_verifies_the_table_at_every_call() {
         "SELECT messiah_define_field('it_fx_shape', 'activities', 'hours', 'number', 'Hours', validation_rules => '{\"min\": 0}')",
     );
     let mut t = connect_retry(&format!("tenant_{id}"));
-    t.batch_execute("INSERT INTO activities (type, custom_fields) VALUES ('call', '{\"hours\": 1}')")
-        .unwrap();
+    t.batch_execute(
+        "INSERT INTO activities (type, custom_fields) VALUES ('call', '{\"hours\": 1}')",
+    )
+    .unwrap();
     let cases = [
         (
             "ALTER TABLE activities ALTER COLUMN custom_fields TYPE json USING custom_fields::json",
@@ -67,7 +70,11 @@ fn the_trigger_verifies_the_table_at_every_call() {
     for (alter, insert, code, msg) in cases {
         t.batch_execute(alter).unwrap();
         let e = t.batch_execute(insert).unwrap_err();
-        assert_eq!((sqlstate(&e).as_str(), message(&e).as_str()), (code, msg), "after {alter}");
+        assert_eq!(
+            (sqlstate(&e).as_str(), message(&e).as_str()),
+            (code, msg),
+            "after {alter}"
+        );
         // the session (and the cluster) survive
         t.batch_execute("SELECT 1").unwrap();
         if alter.contains("TYPE") {
@@ -78,10 +85,14 @@ fn the_trigger_verifies_the_table_at_every_call() {
     // re-added as jsonb, at a new attribute number: enforced again
     t.batch_execute("ALTER TABLE activities ADD COLUMN custom_fields jsonb DEFAULT '{}'")
         .unwrap();
-    t.batch_execute("INSERT INTO activities (type, custom_fields) VALUES ('call', '{\"hours\": 3}')")
-        .unwrap();
+    t.batch_execute(
+        "INSERT INTO activities (type, custom_fields) VALUES ('call', '{\"hours\": 3}')",
+    )
+    .unwrap();
     let e = t
-        .batch_execute("INSERT INTO activities (type, custom_fields) VALUES ('call', '{\"hours\": -3}')")
+        .batch_execute(
+            "INSERT INTO activities (type, custom_fields) VALUES ('call', '{\"hours\": -3}')",
+        )
         .unwrap_err();
     assert_eq!(sqlstate(&e), "23514");
     drop(t);
@@ -100,20 +111,28 @@ fn a_broken_remote_connection_is_reopened() {
     }
     let mut admin = admin_db(db);
     admin
-        .batch_execute(&format!("ALTER DATABASE {db} SET idle_session_timeout = '1s'"))
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} SET idle_session_timeout = '1s'"
+        ))
         .unwrap();
     let mut s = connect_retry(db);
     s.batch_execute("SET idle_session_timeout = 0").unwrap();
-    s.batch_execute("SELECT messiah_create_tenant('it_fx_c1', 'C1', 'it-fx-c1')").unwrap();
+    s.batch_execute("SELECT messiah_create_tenant('it_fx_c1', 'C1', 'it-fx-c1')")
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_secs(2));
-    s.batch_execute("SELECT messiah_create_tenant('it_fx_c2', 'C2', 'it-fx-c2')").unwrap();
+    s.batch_execute("SELECT messiah_create_tenant('it_fx_c2', 'C2', 'it-fx-c2')")
+        .unwrap();
     // messiah's own idle limit ends the connection on the server side
-    s.batch_execute("SET messiah.remote_idle_timeout = 300").unwrap();
-    s.batch_execute("SELECT messiah_create_tenant('it_fx_c3', 'C3', 'it-fx-c3')").unwrap();
+    s.batch_execute("SET messiah.remote_idle_timeout = 300")
+        .unwrap();
+    s.batch_execute("SELECT messiah_create_tenant('it_fx_c3', 'C3', 'it-fx-c3')")
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(800));
-    s.batch_execute("SELECT messiah_create_tenant('it_fx_c4', 'C4', 'it-fx-c4')").unwrap();
+    s.batch_execute("SELECT messiah_create_tenant('it_fx_c4', 'C4', 'it-fx-c4')")
+        .unwrap();
     // terminated by someone else
-    s.batch_execute("RESET messiah.remote_idle_timeout").unwrap();
+    s.batch_execute("RESET messiah.remote_idle_timeout")
+        .unwrap();
     let mut pg = connect_retry("postgres");
     pg.execute(
         "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
@@ -143,7 +162,10 @@ fn a_default_passes_is_required() {
     );
     assert_eq!(
         (sqlstate(&e).as_str(), message(&e).as_str()),
-        ("22023", "field \"meta\": default value \"null\" is invalid: \"meta\" is required")
+        (
+            "22023",
+            "field \"meta\": default value \"null\" is invalid: \"meta\" is required"
+        )
     );
     // not required: null means "no value", as for any optional field
     define(
@@ -152,7 +174,10 @@ fn a_default_passes_is_required() {
     );
     let mut t = connect_retry(&format!("tenant_{id}"));
     let stored: String = t
-        .query_one("INSERT INTO clients (name) VALUES ('x') RETURNING custom_fields::text", &[])
+        .query_one(
+            "INSERT INTO clients (name) VALUES ('x') RETURNING custom_fields::text",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(stored, r#"{"meta": {"a": 1}}"#);
@@ -169,9 +194,17 @@ fn a_default_passes_is_required() {
 fn indexes_accept_what_the_validator_accepts() {
     let id = "it_fx_index";
     let mut c = tenant("messiah_it_fx_index", id);
-    for (name, ty) in [("note", "text"), ("amount", "number"), ("doc", "json"), ("tag", "select")] {
+    for (name, ty) in [
+        ("note", "text"),
+        ("amount", "number"),
+        ("doc", "json"),
+        ("tag", "select"),
+    ] {
         let rules = if ty == "select" {
-            format!(", validation_rules => '{{\"options\": [\"a\", \"{}\"]}}'", "b".repeat(2100))
+            format!(
+                ", validation_rules => '{{\"options\": [\"a\", \"{}\"]}}'",
+                "b".repeat(2100)
+            )
         } else {
             String::new()
         };
@@ -197,10 +230,16 @@ fn indexes_accept_what_the_validator_accepts() {
         assert_eq!(verdict[0]["code"], "index_limit", "{field}: {verdict}");
         assert_eq!(verdict[0]["field"], field);
         let e = t
-            .batch_execute(&format!("INSERT INTO clients (name, custom_fields) VALUES ('x', '{doc}')"))
+            .batch_execute(&format!(
+                "INSERT INTO clients (name, custom_fields) VALUES ('x', '{doc}')"
+            ))
             .unwrap_err();
         assert_eq!(sqlstate(&e), "23514", "{field}: {e}");
-        let detail = e.as_db_error().and_then(|d| d.detail()).unwrap_or_default().to_string();
+        let detail = e
+            .as_db_error()
+            .and_then(|d| d.detail())
+            .unwrap_or_default()
+            .to_string();
         assert!(detail.ends_with("(index_limit)"), "{detail}");
     }
     // up to the limit, the index takes it
@@ -232,8 +271,10 @@ fn text_patterns_follow_json_schema() {
             .batch_execute(&format!("INSERT INTO clients (name, custom_fields) VALUES ('x', '{{\"{field}\": \"{arabic}\"}}')"))
             .unwrap_err();
         assert_eq!(sqlstate(&e), "23514", "{field}");
-        t.batch_execute(&format!("INSERT INTO clients (name, custom_fields) VALUES ('x', '{{\"{field}\": \"12345\"}}')"))
-            .unwrap();
+        t.batch_execute(&format!(
+            "INSERT INTO clients (name, custom_fields) VALUES ('x', '{{\"{field}\": \"12345\"}}')"
+        ))
+        .unwrap();
     }
     drop(t);
     drop_tenant(&mut c, id);
@@ -250,11 +291,12 @@ fn a_latin1_cluster_gets_utf8_tenant_databases() {
         "shared_preload_libraries = 'messiah'\nmax_worker_processes = 16",
     );
     let mut pg = other.connect("postgres");
-    let e = pg
-        .batch_execute("CREATE EXTENSION messiah")
-        .unwrap_err();
+    let e = pg.batch_execute("CREATE EXTENSION messiah").unwrap_err();
     assert_eq!(sqlstate(&e), "0A000", "{e}");
-    assert_eq!(message(&e), "messiah needs a UTF8 database; this one is LATIN1");
+    assert_eq!(
+        message(&e),
+        "messiah needs a UTF8 database; this one is LATIN1"
+    );
     pg.batch_execute("CREATE DATABASE admin_utf8 ENCODING 'UTF8' TEMPLATE template0")
         .unwrap();
     let mut admin = other.connect("admin_utf8");
@@ -285,10 +327,14 @@ fn a_latin1_cluster_gets_utf8_tenant_databases() {
     assert_eq!(encodings.len(), 2, "{encodings:?}");
     assert!(encodings.iter().all(|(_, e)| e == "UTF8"), "{encodings:?}");
     let mut t = other.connect("tenant_it_l1");
-    t.batch_execute("INSERT INTO clients (name, custom_fields) VALUES ('Zé', '{\"city\": \"São Paulo\"}')")
-        .unwrap();
+    t.batch_execute(
+        "INSERT INTO clients (name, custom_fields) VALUES ('Zé', '{\"city\": \"São Paulo\"}')",
+    )
+    .unwrap();
     let e = t
-        .batch_execute("INSERT INTO clients (name, custom_fields) VALUES ('x', '{\"city\": \"Sao Paulo\"}')")
+        .batch_execute(
+            "INSERT INTO clients (name, custom_fields) VALUES ('x', '{\"city\": \"Sao Paulo\"}')",
+        )
         .unwrap_err();
     assert_eq!(sqlstate(&e), "23514");
 }

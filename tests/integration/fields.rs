@@ -890,20 +890,27 @@ fn undeliverable_push_stays_queued_and_lands_later() {
     assert_eq!(rows[0].get::<_, String>(0), "pending_action");
     let action: String = rows[0].get(1);
     assert!(
-        action.starts_with("push_snapshot failed") && action.contains("is not currently accepting connections"),
+        action.starts_with("push_snapshot failed")
+            && action.contains("is not currently accepting connections"),
         "{action}"
     );
     drop(guard);
     settle(&mut c);
     let mut s = tenant_session(t);
     let version: i64 = c
-        .query_one("SELECT snapshot_version FROM messiah.tenants WHERE tenant_id = $1", &[&t])
+        .query_one(
+            "SELECT snapshot_version FROM messiah.tenants WHERE tenant_id = $1",
+            &[&t],
+        )
         .unwrap()
         .get(0);
     assert_eq!(snapshot_version(&mut s), version);
     assert_eq!(
         rejected(&mut s, &json!({"total": 5})),
-        (violates(1), "\"total\" must be <= 1, got 5 (maximum)".into())
+        (
+            violates(1),
+            "\"total\" must be <= 1, got 5 (maximum)".into()
+        )
     );
     drop(s);
     teardown(&mut c, t);
@@ -1150,10 +1157,26 @@ fn field_indexes_serve_the_documented_query_forms() {
          ANALYZE clients",
     )
     .unwrap();
-    let p = plan(&mut s, "SELECT id FROM clients WHERE custom_fields @> '{\"country\": \"country 7\"}'");
-    assert!(p.contains("clients_custom_fields_gin"), "containment uses the GIN index: {p}");
-    define(&mut c, t, "clients", "'total', 'number', 'Total', is_sortable => true");
-    define(&mut c, t, "clients", "'country', 'text', 'Country', is_sortable => true");
+    let p = plan(
+        &mut s,
+        "SELECT id FROM clients WHERE custom_fields @> '{\"country\": \"country 7\"}'",
+    );
+    assert!(
+        p.contains("clients_custom_fields_gin"),
+        "containment uses the GIN index: {p}"
+    );
+    define(
+        &mut c,
+        t,
+        "clients",
+        "'total', 'number', 'Total', is_sortable => true",
+    );
+    define(
+        &mut c,
+        t,
+        "clients",
+        "'country', 'text', 'Country', is_sortable => true",
+    );
     let idx = |name: &str, table: &str, expr: &str| {
         (
             name.to_string(),
@@ -1163,8 +1186,16 @@ fn field_indexes_serve_the_documented_query_forms() {
     assert_eq!(
         field_indexes(&mut s),
         vec![
-            idx("messiah_cf_clients_country", "clients", "((custom_fields ->> 'country'::text))"),
-            idx("messiah_cf_clients_total", "clients", "((custom_fields -> 'total'::text))"),
+            idx(
+                "messiah_cf_clients_country",
+                "clients",
+                "((custom_fields ->> 'country'::text))"
+            ),
+            idx(
+                "messiah_cf_clients_total",
+                "clients",
+                "((custom_fields -> 'total'::text))"
+            ),
         ]
     );
     s.batch_execute(
@@ -1174,12 +1205,24 @@ fn field_indexes_serve_the_documented_query_forms() {
     .unwrap();
     for (sql, index) in [
         // PostgREST custom_fields->>country=eq.country 7
-        ("SELECT id FROM clients WHERE custom_fields ->> 'country' = 'country 7'", "messiah_cf_clients_country"),
+        (
+            "SELECT id FROM clients WHERE custom_fields ->> 'country' = 'country 7'",
+            "messiah_cf_clients_country",
+        ),
         // order=custom_fields->>country
-        ("SELECT id FROM clients ORDER BY custom_fields ->> 'country' LIMIT 10", "messiah_cf_clients_country"),
+        (
+            "SELECT id FROM clients ORDER BY custom_fields ->> 'country' LIMIT 10",
+            "messiah_cf_clients_country",
+        ),
         // custom_fields->total=gt.995 (jsonb comparison: numbers as numbers)
-        ("SELECT id FROM clients WHERE custom_fields -> 'total' > '995'", "messiah_cf_clients_total"),
-        ("SELECT id FROM clients ORDER BY custom_fields -> 'total' DESC LIMIT 10", "messiah_cf_clients_total"),
+        (
+            "SELECT id FROM clients WHERE custom_fields -> 'total' > '995'",
+            "messiah_cf_clients_total",
+        ),
+        (
+            "SELECT id FROM clients ORDER BY custom_fields -> 'total' DESC LIMIT 10",
+            "messiah_cf_clients_total",
+        ),
     ] {
         let p = plan(&mut s, sql);
         assert!(p.contains(index), "{sql} does not use {index}: {p}");
@@ -1188,7 +1231,12 @@ fn field_indexes_serve_the_documented_query_forms() {
     c.execute("SELECT messiah_drop_field($1, 'clients', 'country')", &[&t])
         .unwrap();
     settle(&mut c);
-    define(&mut c, t, "clients", "'total', 'number', 'Total', is_sortable => false");
+    define(
+        &mut c,
+        t,
+        "clients",
+        "'total', 'number', 'Total', is_sortable => false",
+    );
     assert_eq!(field_indexes(&mut s), vec![]);
     drop(s);
     teardown(&mut c, t);

@@ -27,11 +27,11 @@ fn key_file(name: &str, keys: &[&str]) -> String {
     let path = format!("/tmp/messiah-it-keys/{name}");
     std::fs::create_dir_all("/tmp/messiah-it-keys").unwrap();
     std::fs::write(&path, keys.join("\n") + "\n").unwrap();
-    for args in [
-        vec!["600".to_string(), path.clone()],
-    ] {
-        assert!(std::process::Command::new("chmod").args(&args).status().unwrap().success());
-    }
+    assert!(std::process::Command::new("chmod")
+        .args(["600", &path])
+        .status()
+        .unwrap()
+        .success());
     assert!(std::process::Command::new("chown")
         .args(["postgres:postgres", &path, "/tmp/messiah-it-keys"])
         .status()
@@ -55,7 +55,11 @@ fn pg_dump(db: &str) -> String {
         .args(["-h", &host, "-p", &port.to_string(), "-U", "postgres", db])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -77,7 +81,9 @@ fn secrets_never_reach_results_errors_the_log_or_a_dump() {
     assert_eq!(sqlstate(&e), "23505");
     // a control statement that fails with a literal of its own is logged: the log works
     let control = format!("control_{}", std::process::id());
-    assert!(admin.batch_execute(&format!("SELECT '{control}'::int")).is_err());
+    assert!(admin
+        .batch_execute(&format!("SELECT '{control}'::int"))
+        .is_err());
     assert!(
         wait_until(10, || server_log().contains(&control)),
         "the control statement never reached the server log"
@@ -92,7 +98,11 @@ fn secrets_never_reach_results_errors_the_log_or_a_dump() {
     }
     for s in [&secret, &anon] {
         assert!(!seen.contains(s.as_str()), "a result or error carried {s}");
-        assert_eq!(server_log().matches(s.as_str()).count(), 0, "the server log carries {s}");
+        assert_eq!(
+            server_log().matches(s.as_str()).count(),
+            0,
+            "the server log carries {s}"
+        );
     }
     let dump = pg_dump("messiah_it_secrets");
     assert!(dump.contains("it_sec_p1"), "the dump carries the catalog");
@@ -121,7 +131,9 @@ fn keys_rotate_and_a_missing_key_file_fails_only_what_needs_it() {
     let mut admin = admin_db(db);
     let old = key_file("old.key", &[KEY_A]);
     admin
-        .batch_execute(&format!("ALTER DATABASE {db} SET messiah.key_file = '{old}'"))
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} SET messiah.key_file = '{old}'"
+        ))
         .unwrap();
     let mut admin = connect_retry(db);
     let cfg = |k: &str| {
@@ -154,7 +166,9 @@ fn keys_rotate_and_a_missing_key_file_fails_only_what_needs_it() {
     // rotation
     let both = key_file("both.key", &[KEY_B, KEY_A]);
     admin
-        .batch_execute(&format!("ALTER DATABASE {db} SET messiah.key_file = '{both}'"))
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} SET messiah.key_file = '{both}'"
+        ))
         .unwrap();
     let mut admin = connect_retry(db);
     let n: i64 = admin
@@ -167,7 +181,9 @@ fn keys_rotate_and_a_missing_key_file_fails_only_what_needs_it() {
     assert_ne!(after, before);
     let new_only = key_file("new.key", &[KEY_B]);
     admin
-        .batch_execute(&format!("ALTER DATABASE {db} SET messiah.key_file = '{new_only}'"))
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} SET messiah.key_file = '{new_only}'"
+        ))
         .unwrap();
     let mut admin = connect_retry(db);
     let got: String = admin
@@ -177,22 +193,35 @@ fn keys_rotate_and_a_missing_key_file_fails_only_what_needs_it() {
     assert_eq!(got, "anon-it_key_b");
     // the old key alone cannot read what the new one sealed: F0000 naming the key
     admin
-        .batch_execute(&format!("ALTER DATABASE {db} SET messiah.key_file = '{old}'"))
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} SET messiah.key_file = '{old}'"
+        ))
         .unwrap();
     let mut admin = connect_retry(db);
-    let e = fails(&mut admin, "SELECT messiah_get_secret('it_key_a', 'service_key')");
+    let e = fails(
+        &mut admin,
+        "SELECT messiah_get_secret('it_key_a', 'service_key')",
+    );
     assert_eq!(sqlstate(&e), "F0000", "{e}");
     assert!(message(&e).contains(&after[0]), "{e}");
     // no key file at all
     admin
-        .batch_execute(&format!("ALTER DATABASE {db} SET messiah.key_file = '/tmp/messiah-it-keys/missing.key'"))
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} SET messiah.key_file = '/tmp/messiah-it-keys/missing.key'"
+        ))
         .unwrap();
     let mut admin = connect_retry(db);
     for sql in [
         "SELECT messiah_get_secret('it_key_a', 'service_key')".to_string(),
         "SELECT messiah_rotate_key()".to_string(),
-        format!("SELECT messiah_set_supabase_config('it_key_a', {})", cfg("x")),
-        format!("SELECT messiah_create_tenant('it_key_c', 'K', 'it-key-c', config => {})", cfg("c")),
+        format!(
+            "SELECT messiah_set_supabase_config('it_key_a', {})",
+            cfg("x")
+        ),
+        format!(
+            "SELECT messiah_create_tenant('it_key_c', 'K', 'it-key-c', config => {})",
+            cfg("c")
+        ),
     ] {
         let e = fails(&mut admin, &sql);
         assert_eq!(sqlstate(&e), "F0000", "{sql}: {e}");
@@ -200,16 +229,26 @@ fn keys_rotate_and_a_missing_key_file_fails_only_what_needs_it() {
     assert_eq!(tenant_rows(&mut admin, "it_key_c"), 0);
     // everything else keeps working
     admin
-        .batch_execute("SELECT messiah_get_tenant('it_key_a'); SELECT count(*) FROM messiah_list_tenants()")
+        .batch_execute(
+            "SELECT messiah_get_tenant('it_key_a'); SELECT count(*) FROM messiah_list_tenants()",
+        )
         .unwrap();
     // a key file other OS users can read is refused
     let loose = key_file("loose.key", &[KEY_A]);
-    std::process::Command::new("chmod").args(["644", &loose]).status().unwrap();
+    std::process::Command::new("chmod")
+        .args(["644", &loose])
+        .status()
+        .unwrap();
     admin
-        .batch_execute(&format!("ALTER DATABASE {db} SET messiah.key_file = '{loose}'"))
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} SET messiah.key_file = '{loose}'"
+        ))
         .unwrap();
     let mut admin = connect_retry(db);
-    let e = fails(&mut admin, "SELECT messiah_get_secret('it_key_a', 'service_key')");
+    let e = fails(
+        &mut admin,
+        "SELECT messiah_get_secret('it_key_a', 'service_key')",
+    );
     assert_eq!(sqlstate(&e), "F0000", "{e}");
     assert!(message(&e).contains("readable by other OS users"), "{e}");
     for t in ["it_key_a", "it_key_b"] {
@@ -248,12 +287,17 @@ fn read_only_calls_never_multiply_backends() {
     for _ in 0..110 {
         let mut s = connect_as(role, db).expect("a session of the granted role");
         let n: i64 = s
-            .query_one("SELECT count(*) FROM messiah_reconcile() WHERE tenant_id = 'it_slots'", &[])
+            .query_one(
+                "SELECT count(*) FROM messiah_reconcile() WHERE tenant_id = 'it_slots'",
+                &[],
+            )
             .unwrap()
             .get(0);
         assert_eq!(n, 0);
-        s.batch_execute("SELECT count(*) FROM messiah_list_tenants(); SELECT messiah_get_tenant('it_slots')")
-            .unwrap();
+        s.batch_execute(
+            "SELECT count(*) FROM messiah_list_tenants(); SELECT messiah_get_tenant('it_slots')",
+        )
+        .unwrap();
         sessions.push(s);
     }
     let mut pg = connect_retry("postgres");
@@ -265,7 +309,10 @@ fn read_only_calls_never_multiply_backends() {
         )
         .unwrap()
         .get(0);
-    assert!(messiah_backends() <= before, "messiah opened connections for read-only work");
+    assert!(
+        messiah_backends() <= before,
+        "messiah opened connections for read-only work"
+    );
     assert!(here <= 110 + 1, "{here} backends for 110 sessions");
     // superusers still get in
     connect_retry("postgres").batch_execute("SELECT 1").unwrap();
@@ -295,7 +342,12 @@ fn catalog_arguments_are_bounded() {
     ];
     for (sql, code, msg) in &cases {
         let e = fails(&mut admin, sql);
-        assert_eq!((sqlstate(&e).as_str(), message(&e).as_str()), (*code, *msg), "{}", &sql[..sql.len().min(120)]);
+        assert_eq!(
+            (sqlstate(&e).as_str(), message(&e).as_str()),
+            (*code, *msg),
+            "{}",
+            &sql[..sql.len().min(120)]
+        );
     }
     assert_eq!(tenant_rows(&mut admin, "it_b1"), 0);
     drop_db("tenant_it_b2");
@@ -316,7 +368,10 @@ fn catalog_arguments_are_bounded() {
         assert_eq!((sqlstate(&e).as_str(), message(&e).as_str()), (code, msg), "{sql}");
     }
     let fields: i64 = admin
-        .query_one("SELECT count(*) FROM messiah.extension_field_definitions", &[])
+        .query_one(
+            "SELECT count(*) FROM messiah.extension_field_definitions",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(fields, 0);
@@ -334,7 +389,9 @@ fn tenant_databases_expose_nothing() {
         .unwrap();
     let role = "messiah_it_stranger";
     create_role(&mut admin, role);
-    let e = connect_as(role, "tenant_it_exposed").err().expect("a stranger connected");
+    let e = connect_as(role, "tenant_it_exposed")
+        .err()
+        .expect("a stranger connected");
     assert_eq!(sqlstate(&e), "42501", "{e}");
     let mut t = connect_retry("tenant_it_exposed");
     let r = t
@@ -353,8 +410,16 @@ fn tenant_databases_expose_nothing() {
             &[],
         )
         .unwrap();
-    assert_eq!(r.get::<_, i64>(0), 0, "messiah_* admin functions in a tenant database");
-    assert_eq!(r.get::<_, i64>(1), 0, "dblink functions in a tenant database");
+    assert_eq!(
+        r.get::<_, i64>(0),
+        0,
+        "messiah_* admin functions in a tenant database"
+    );
+    assert_eq!(
+        r.get::<_, i64>(1),
+        0,
+        "dblink functions in a tenant database"
+    );
     assert_eq!(r.get::<_, i64>(2), 0);
     assert_eq!(r.get::<_, i64>(3), 0, "functions executable by PUBLIC");
     assert_eq!(r.get::<_, i64>(4), 0, "tables readable by PUBLIC");

@@ -166,8 +166,15 @@ fn reconcile_lists_and_repairs_drift_and_never_drops_what_it_cannot_prove() {
         ]
     );
     let orphan_action = &repaired[2].3;
-    assert!(orphan_action.contains("clients: 2, projects: 0, activities: 0 rows"), "{orphan_action}");
-    assert!(orphan_action.ends_with("messiah_adopt_database() adopts it, messiah_drop_orphan() drops it"), "{orphan_action}");
+    assert!(
+        orphan_action.contains("clients: 2, projects: 0, activities: 0 rows"),
+        "{orphan_action}"
+    );
+    assert!(
+        orphan_action
+            .ends_with("messiah_adopt_database() adopts it, messiah_drop_orphan() drops it"),
+        "{orphan_action}"
+    );
     assert!(db_exists("tenant_it_rc_orphan"));
     assert!(db_exists("tenant_it_rc_handmade"));
     for t in ["clients", "projects", "activities"] {
@@ -208,16 +215,31 @@ fn drop_orphan_and_adopt_refuse_non_orphans() {
     drop_db("tenant_it_rc_named");
     let mut admin = admin_db("messiah_it_rc_named");
     admin
-        .execute("SELECT messiah_create_tenant('it_rc_named', 'Named', 'it-rc-named')", &[])
+        .execute(
+            "SELECT messiah_create_tenant('it_rc_named', 'Named', 'it-rc-named')",
+            &[],
+        )
         .unwrap();
     for (sql, code) in [
         ("SELECT messiah_drop_orphan('tenant_it_rc_named')", "55000"),
-        ("SELECT messiah_adopt_database('tenant_it_rc_named')", "55000"),
+        (
+            "SELECT messiah_adopt_database('tenant_it_rc_named')",
+            "55000",
+        ),
         ("SELECT messiah_drop_orphan('postgres')", "22023"),
         ("SELECT messiah_drop_orphan('messiah_admin')", "22023"),
-        ("SELECT messiah_drop_orphan('tenant_it_rc_nowhere')", "3D000"),
-        ("SELECT messiah_adopt_database('tenant_it_rc_nowhere')", "3D000"),
-        ("SELECT messiah_drop_orphan('tenant_it_rc_named', server => 'nosuch')", "42704"),
+        (
+            "SELECT messiah_drop_orphan('tenant_it_rc_nowhere')",
+            "3D000",
+        ),
+        (
+            "SELECT messiah_adopt_database('tenant_it_rc_nowhere')",
+            "3D000",
+        ),
+        (
+            "SELECT messiah_drop_orphan('tenant_it_rc_named', server => 'nosuch')",
+            "42704",
+        ),
     ] {
         let e = fails(&mut admin, sql);
         assert_eq!(sqlstate(&e), code, "{sql}: {e}");
@@ -242,7 +264,9 @@ fn drop_extension_is_refused_and_repair_never_destroys_orphans() {
         .unwrap();
     settle(&mut admin);
     connect_retry("tenant_it_dx")
-        .batch_execute("INSERT INTO clients (name, custom_fields) VALUES ('keep me', '{\"score\": 3}')")
+        .batch_execute(
+            "INSERT INTO clients (name, custom_fields) VALUES ('keep me', '{\"score\": 3}')",
+        )
         .unwrap();
     for sql in [
         "DROP EXTENSION messiah",
@@ -272,10 +296,15 @@ fn drop_extension_is_refused_and_repair_never_destroys_orphans() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].0, "orphan_database");
     assert!(
-        rows[0].3.starts_with("left alone: created by an earlier installation of messiah in this database"),
+        rows[0].3.starts_with(
+            "left alone: created by an earlier installation of messiah in this database"
+        ),
         "{rows:?}"
     );
-    assert!(db_exists("tenant_it_dx"), "repair dropped a tenant database with data");
+    assert!(
+        db_exists("tenant_it_dx"),
+        "repair dropped a tenant database with data"
+    );
     let adopted = json(&mut admin, "messiah_adopt_database('tenant_it_dx')");
     assert_eq!(adopted["name"], "Drop ext");
     assert_eq!(adopted["settings"], serde_json::json!({"tier": "gold"}));
@@ -291,7 +320,10 @@ fn drop_extension_is_refused_and_repair_never_destroys_orphans() {
     assert_eq!(reconcile(&mut admin, true, "it_dx"), vec![]);
     let mut t = connect_retry("tenant_it_dx");
     let e = t
-        .execute("INSERT INTO clients (name, custom_fields) VALUES ('x', '{\"score\": -1}')", &[])
+        .execute(
+            "INSERT INTO clients (name, custom_fields) VALUES ('x', '{\"score\": -1}')",
+            &[],
+        )
         .unwrap_err();
     assert_eq!(sqlstate(&e), "23514");
     drop(t);

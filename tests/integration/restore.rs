@@ -13,7 +13,11 @@ fn dump(db: &str) -> Vec<u8> {
         .args(["-h", &host, "-p", &port.to_string(), "-U", "postgres", db])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -22,7 +26,20 @@ fn dump(db: &str) -> Vec<u8> {
 fn load(host: &str, port: u16, db: &str, script: &[u8]) {
     use std::io::Write;
     let mut child = std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", &port.to_string(), "-U", "postgres", "-d", db])
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            host,
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -31,7 +48,10 @@ fn load(host: &str, port: u16, db: &str, script: &[u8]) {
     child.stdin.take().unwrap().write_all(script).unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && !stderr.contains("ERROR"), "restore failed: {stderr}");
+    assert!(
+        out.status.success() && !stderr.contains("ERROR"),
+        "restore failed: {stderr}"
+    );
 }
 
 fn databases_named(prefix: &str) -> Vec<String> {
@@ -47,7 +67,9 @@ fn databases_named(prefix: &str) -> Vec<String> {
 }
 
 fn installation(c: &mut Client) -> String {
-    c.query_one("SELECT messiah.installation_id()::text", &[]).unwrap().get(0)
+    c.query_one("SELECT messiah.installation_id()::text", &[])
+        .unwrap()
+        .get(0)
 }
 
 fn catalog(c: &mut Client) -> Vec<String> {
@@ -110,7 +132,10 @@ fn restore_on_the_same_cluster_is_complete_and_inert_until_takeover() {
     // the copy knows it is a copy: it changes nothing of the original's tenants
     assert_eq!(
         kinds(&mut copy),
-        vec![("foreign_tenant".into(), "it_rs_a".into()), ("foreign_tenant".into(), "it_rs_b".into())]
+        vec![
+            ("foreign_tenant".into(), "it_rs_a".into()),
+            ("foreign_tenant".into(), "it_rs_b".into())
+        ]
     );
     for sql in [
         "SELECT messiah_drop_tenant('it_rs_b')",
@@ -137,18 +162,32 @@ fn restore_on_the_same_cluster_is_complete_and_inert_until_takeover() {
     settle(&mut copy);
     assert_eq!(
         kinds(&mut orig),
-        vec![("owned_elsewhere".into(), "it_rs_a".into()), ("owned_elsewhere".into(), "it_rs_b".into())]
+        vec![
+            ("owned_elsewhere".into(), "it_rs_a".into()),
+            ("owned_elsewhere".into(), "it_rs_b".into())
+        ]
     );
     // the original's change can no longer reach the tenant database
-    orig.batch_execute("SELECT messiah_define_field('it_rs_a', 'clients', 'other', 'text', 'Other')")
-        .unwrap();
+    orig.batch_execute(
+        "SELECT messiah_define_field('it_rs_a', 'clients', 'other', 'text', 'Other')",
+    )
+    .unwrap();
     let r = json(&mut orig, "messiah_run_pending()");
     assert_eq!(r["failed"], 1, "{r}");
-    assert!(r["actions"][0]["outcome"].as_str().unwrap().contains("managed by another messiah installation"), "{r}");
+    assert!(
+        r["actions"][0]["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("managed by another messiah installation"),
+        "{r}"
+    );
     // and its drop leaves the database alone
     orig.batch_execute("DELETE FROM messiah.outbox").unwrap();
     drop_tenant(&mut orig, "it_rs_b");
-    assert!(db_exists("tenant_it_rs_b"), "the original dropped a tenant it no longer manages");
+    assert!(
+        db_exists("tenant_it_rs_b"),
+        "the original dropped a tenant it no longer manages"
+    );
     // the copy drops what it manages
     drop_tenant(&mut copy, "it_rs_b");
     assert!(!db_exists("tenant_it_rs_b"));
@@ -173,7 +212,8 @@ fn restore_on_another_cluster_creates_nothing() {
         None,
         "shared_preload_libraries = 'messiah'\nmax_worker_processes = 16",
     );
-    other.connect("postgres")
+    other
+        .connect("postgres")
         .batch_execute("CREATE DATABASE admin_copy")
         .unwrap();
     load(&other.dir, other.port, "admin_copy", &script);
@@ -194,8 +234,13 @@ fn restore_on_another_cluster_creates_nothing() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, String>(0), "missing_database");
     assert_eq!(rows[0].get::<_, String>(1), "it_rs_far");
-    assert!(rows[0].get::<_, String>(2).starts_with("left alone: managed by installation"));
-    assert!(db_exists("tenant_it_rs_far"), "the original's database is untouched");
+    assert!(rows[0]
+        .get::<_, String>(2)
+        .starts_with("left alone: managed by installation"));
+    assert!(
+        db_exists("tenant_it_rs_far"),
+        "the original's database is untouched"
+    );
     drop(copy);
     drop(other);
     drop_tenant(&mut orig, "it_rs_far");

@@ -74,17 +74,26 @@ fn rpc(c: &mut Client, role: &str, f: &Function, body: &Value) -> Result<Value, 
     };
     let (call, body_expr) = if f.table {
         (
-            format!("LATERAL (SELECT * FROM \"public\".\"{}\"({call_args})) pgrst_call", f.name),
+            format!(
+                "LATERAL (SELECT * FROM \"public\".\"{}\"({call_args})) pgrst_call",
+                f.name
+            ),
             "coalesce(json_agg(_postgrest_t), '[]')::text",
         )
     } else if f.set {
         (
-            format!("LATERAL (SELECT \"public\".\"{}\"({call_args}) pgrst_scalar) pgrst_call", f.name),
+            format!(
+                "LATERAL (SELECT \"public\".\"{}\"({call_args}) pgrst_scalar) pgrst_call",
+                f.name
+            ),
             "coalesce(json_agg(_postgrest_t.pgrst_scalar), '[]')::text",
         )
     } else {
         (
-            format!("LATERAL (SELECT \"public\".\"{}\"({call_args}) pgrst_scalar) pgrst_call", f.name),
+            format!(
+                "LATERAL (SELECT \"public\".\"{}\"({call_args}) pgrst_scalar) pgrst_call",
+                f.name
+            ),
             "coalesce((json_agg(_postgrest_t.pgrst_scalar)->0)::text, 'null')",
         )
     };
@@ -164,8 +173,14 @@ fn postgrest_calls_as_each_supabase_role() {
             assert_eq!(sqlstate(&e), "42501", "{role} calling {}: {e}", f.name);
         }
         for table in [
-            "tenants", "tenant_supabase_configs", "extension_field_definitions", "servers",
-            "outbox", "installation", "detached_databases", "admin_roles",
+            "tenants",
+            "tenant_supabase_configs",
+            "extension_field_definitions",
+            "servers",
+            "outbox",
+            "installation",
+            "detached_databases",
+            "admin_roles",
         ] {
             let mut tx = pgrst.transaction().unwrap();
             tx.batch_execute(&format!("SET LOCAL ROLE {role}")).unwrap();
@@ -190,8 +205,17 @@ fn postgrest_calls_as_each_supabase_role() {
     assert_eq!(created["tenant_id"], "it_rpc", "{created}");
     assert_eq!(created["database"], "tenant_it_rpc");
     assert_eq!(created["settings"], json!({"plan": "gold"}));
-    assert!(db_exists("tenant_it_rpc"), "created at the request's COMMIT");
-    let listed = rpc(&mut pgrst, "service_role", by_name("messiah_list_tenants"), &json!({"limit": 10})).unwrap();
+    assert!(
+        db_exists("tenant_it_rpc"),
+        "created at the request's COMMIT"
+    );
+    let listed = rpc(
+        &mut pgrst,
+        "service_role",
+        by_name("messiah_list_tenants"),
+        &json!({"limit": 10}),
+    )
+    .unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["tenant_id"], "it_rpc");
     let field = rpc(
@@ -210,10 +234,25 @@ fn postgrest_calls_as_each_supabase_role() {
         &json!({"tenant_id": "it_rpc", "entity_table": "clients", "custom_fields": {"score": -1}}),
     )
     .unwrap();
-    assert_eq!(errors, json!([{"field": "score", "code": "minimum", "message": "\"score\" must be >= 0, got -1"}]));
-    let drift = rpc(&mut pgrst, "service_role", by_name("messiah_reconcile"), &json!({})).unwrap();
+    assert_eq!(
+        errors,
+        json!([{"field": "score", "code": "minimum", "message": "\"score\" must be >= 0, got -1"}])
+    );
+    let drift = rpc(
+        &mut pgrst,
+        "service_role",
+        by_name("messiah_reconcile"),
+        &json!({}),
+    )
+    .unwrap();
     assert!(drift.is_array());
-    let openapi = rpc(&mut pgrst, "service_role", by_name("messiah_openapi"), &json!({})).unwrap();
+    let openapi = rpc(
+        &mut pgrst,
+        "service_role",
+        by_name("messiah_openapi"),
+        &json!({}),
+    )
+    .unwrap();
     assert_eq!(openapi["openapi"], "3.1.0");
     // errors come back with their SQLSTATE (PostgREST puts it in "code")
     let e = rpc(
@@ -225,18 +264,46 @@ fn postgrest_calls_as_each_supabase_role() {
     .unwrap_err();
     assert_eq!(sqlstate(&e), "23505");
     // secrets stay out of reach of the granted role
-    for n in ["messiah_get_secret", "messiah_rotate_key", "messiah_grant_admin", "messiah_revoke_admin"] {
-        let e = rpc(&mut pgrst, "service_role", by_name(n), &full_body(by_name(n))).expect_err(n);
+    for n in [
+        "messiah_get_secret",
+        "messiah_rotate_key",
+        "messiah_grant_admin",
+        "messiah_revoke_admin",
+    ] {
+        let e = rpc(
+            &mut pgrst,
+            "service_role",
+            by_name(n),
+            &full_body(by_name(n)),
+        )
+        .expect_err(n);
         assert_eq!(sqlstate(&e), "42501", "{n}");
     }
-    let dropped = rpc(&mut pgrst, "service_role", by_name("messiah_drop_tenant"), &json!({"tenant_id": "it_rpc"})).unwrap();
-    assert_eq!(dropped, json!({"tenant_id": "it_rpc", "database": "tenant_it_rpc", "database_kept": false}));
+    let dropped = rpc(
+        &mut pgrst,
+        "service_role",
+        by_name("messiah_drop_tenant"),
+        &json!({"tenant_id": "it_rpc"}),
+    )
+    .unwrap();
+    assert_eq!(
+        dropped,
+        json!({"tenant_id": "it_rpc", "database": "tenant_it_rpc", "database_kept": false})
+    );
     settle(&mut admin);
     assert!(!db_exists("tenant_it_rpc"));
     // still nothing for anon after the grant
-    let e = rpc(&mut pgrst, "anon", by_name("messiah_list_tenants"), &full_body(by_name("messiah_list_tenants"))).unwrap_err();
+    let e = rpc(
+        &mut pgrst,
+        "anon",
+        by_name("messiah_list_tenants"),
+        &full_body(by_name("messiah_list_tenants")),
+    )
+    .unwrap_err();
     assert_eq!(sqlstate(&e), "42501");
-    admin.batch_execute("SELECT messiah_revoke_admin('service_role')").unwrap();
+    admin
+        .batch_execute("SELECT messiah_revoke_admin('service_role')")
+        .unwrap();
 }
 
 /// messiah_openapi() is a valid OpenAPI 3.1 document (checked by Python's
@@ -277,14 +344,24 @@ fn openapi_document_is_valid_and_complete() {
         let mut got: Vec<&str> = props.keys().map(String::as_str).collect();
         got.sort();
         assert_eq!(got, expected, "{}", f.name);
-        assert!(op["description"].as_str().unwrap_or("").len() > 20, "{} has no COMMENT", f.name);
+        assert!(
+            op["description"].as_str().unwrap_or("").len() > 20,
+            "{} has no COMMENT",
+            f.name
+        );
     }
-    let create = &paths["/rpc/messiah_create_tenant"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    let create = &paths["/rpc/messiah_create_tenant"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"];
     assert_eq!(create["required"], json!(["tenant_id", "name", "slug"]));
     assert_eq!(create["properties"]["settings"], json!({}));
     assert_eq!(create["properties"]["name"], json!({"type": "string"}));
-    let list = &paths["/rpc/messiah_list_tenants"]["post"]["responses"]["200"]["content"]["application/json"]["schema"];
+    let list = &paths["/rpc/messiah_list_tenants"]["post"]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
     assert_eq!(list["type"], "array");
-    let reconcile = &paths["/rpc/messiah_reconcile"]["post"]["responses"]["200"]["content"]["application/json"]["schema"];
-    assert_eq!(reconcile["items"]["properties"]["kind"], json!({"type": "string"}));
+    let reconcile = &paths["/rpc/messiah_reconcile"]["post"]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
+    assert_eq!(
+        reconcile["items"]["properties"]["kind"],
+        json!({"type": "string"})
+    );
 }

@@ -15,16 +15,21 @@ fn defining_an_indexed_field_never_queues_writers() {
     let mut admin = admin_db(db);
     // a short wait per build attempt, so the retries come quickly in a test
     admin
-        .batch_execute(&format!("ALTER DATABASE {db} SET messiah.index_lock_timeout = 300"))
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} SET messiah.index_lock_timeout = 300"
+        ))
         .unwrap();
     let mut admin = connect_retry(db);
     admin
-        .batch_execute(&format!("SELECT messiah_create_tenant('{id}', 'Writers', 'it-writers')"))
+        .batch_execute(&format!(
+            "SELECT messiah_create_tenant('{id}', 'Writers', 'it-writers')"
+        ))
         .unwrap();
     let tenant_db = format!("tenant_{id}");
     // a session that wrote to the table and stays idle in its transaction
     let mut idle = connect_retry(&tenant_db);
-    idle.batch_execute("BEGIN; INSERT INTO clients (name) VALUES ('idle')").unwrap();
+    idle.batch_execute("BEGIN; INSERT INTO clients (name) VALUES ('idle')")
+        .unwrap();
     // a writer inserting a row every 20 ms
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -36,7 +41,8 @@ fn defining_an_indexed_field_never_queues_writers() {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
-                w.batch_execute("INSERT INTO clients (name) VALUES ('w')").unwrap();
+                w.batch_execute("INSERT INTO clients (name) VALUES ('w')")
+                    .unwrap();
                 worst = worst.max(t0.elapsed());
                 n += 1;
                 std::thread::sleep(Duration::from_millis(20));
@@ -52,7 +58,10 @@ fn defining_an_indexed_field_never_queues_writers() {
         ))
         .unwrap();
     let define_ms = t0.elapsed().as_millis();
-    assert!(define_ms < 1000, "the definition change waited {define_ms} ms");
+    assert!(
+        define_ms < 1000,
+        "the definition change waited {define_ms} ms"
+    );
     // the index cannot be built while the idle transaction is open; the writer keeps going
     std::thread::sleep(Duration::from_secs(3));
     let valid = |c: &mut postgres::Client| -> bool {
@@ -65,7 +74,10 @@ fn defining_an_indexed_field_never_queues_writers() {
         .get(0)
     };
     let mut t = connect_retry(&tenant_db);
-    assert!(!valid(&mut t), "built while an older transaction was still open");
+    assert!(
+        !valid(&mut t),
+        "built while an older transaction was still open"
+    );
     idle.batch_execute("COMMIT").unwrap();
     let ended = Instant::now();
     assert!(
@@ -83,7 +95,9 @@ fn defining_an_indexed_field_never_queues_writers() {
     );
     // the definition was enforced meanwhile
     let e = t
-        .batch_execute("INSERT INTO clients (name, custom_fields) VALUES ('x', '{\"rank\": \"high\"}')")
+        .batch_execute(
+            "INSERT INTO clients (name, custom_fields) VALUES ('x', '{\"rank\": \"high\"}')",
+        )
         .unwrap_err();
     assert_eq!(sqlstate(&e), "23514");
     eprintln!(

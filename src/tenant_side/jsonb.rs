@@ -324,7 +324,11 @@ mod tests {
                 .into_owned();
                 (numeric_to_decimal(datum.cast_mut_ptr()), out)
             };
-            assert_eq!(decoded, Decimal::parse(&out), "{text}: numeric_out says {out}");
+            assert_eq!(
+                decoded,
+                Decimal::parse(&out),
+                "{text}: numeric_out says {out}"
+            );
             assert!(decoded.is_some(), "{text}");
         }
     }

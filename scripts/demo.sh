@@ -113,6 +113,9 @@ T1=$(now)
 # --- 4. drop the previous run's tenants -------------------------------------------------
 section "Clean up a previous run"
 q -f "$OUT/drop_tenants.sql" 2>&1 | sed -e 's/^psql:[^ ]* NOTICE:  /  /'
+# drops are carried out after COMMIT by the executor; wait for them
+pending=$(val -c "SELECT messiah_run_pending(wait_ms => 30000) ->> 'pending'")
+[ "$pending" = 0 ] || die "$pending remote action(s) still pending: SELECT * FROM messiah_reconcile() shows why"
 leftover=$(val -c "SELECT string_agg(datname, ', ') FROM pg_database
                    WHERE datname IN ('tenant_demo_rollback'$(printf ", 'tenant_%s'" "${TENANTS[@]}"))")
 [ -z "$leftover" ] || die "database(s) $leftover exist without a tenant (an interrupted run?);
@@ -131,6 +134,11 @@ cat "$OUT/fields.txt"
 n=$(grep -c '^SELECT messiah_define_field' "$OUT/define_fields.sql")
 q -o /dev/null -f "$OUT/define_fields.sql" || die "messiah_define_field failed (error above)"
 echo "$n messiah_define_field calls ($(( n / ${#TENANTS[@]} )) per tenant)"
+# each tenant database gets its copy of the definitions after COMMIT (the executor worker,
+# woken at COMMIT); wait until every copy is installed before importing
+pending=$(val -c "SELECT messiah_run_pending(wait_ms => 30000) ->> 'pending'")
+[ "$pending" = 0 ] || die "$pending definition push(es) still pending"
+echo "definitions installed in every tenant database"
 T4=$(now)
 
 section "Import"

@@ -44,8 +44,8 @@ impl IndexSpec {
     pub fn matches(&self, indexdef: &str) -> bool {
         // pg_get_indexdef deparses `(custom_fields ->> 'f')` as `((custom_fields ->> 'f'::text))`
         let deparsed = self.expression.replacen("')", "'::text)", 1);
-        indexdef.contains(&format!("ON public.{} USING btree (", self.table))
-            && indexdef.ends_with(&format!("({deparsed})"))
+        indexdef.contains(&format!(" ON public.{} USING btree ", self.table))
+            && indexdef.ends_with(&format!("USING btree (({deparsed}))"))
     }
 }
 

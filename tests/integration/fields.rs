@@ -1198,6 +1198,15 @@ fn field_indexes_serve_the_documented_query_forms() {
             ),
         ]
     );
+    // the indexes are what the catalog calls for: reconcile finds no index drift
+    let drift: i64 = c
+        .query_one(
+            "SELECT count(*) FROM messiah_reconcile(deep => true) WHERE tenant_id = $1",
+            &[&t],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(drift, 0);
     s.batch_execute(
         "UPDATE clients SET custom_fields = custom_fields || jsonb_build_object('total', (random() * 1000)::int) \
          WHERE name <> 'long'; ANALYZE clients",

@@ -114,13 +114,16 @@ impl Decimal {
     /// Leading and trailing zero digits are allowed (Postgres strips trailing
     /// ones, e.g. 10000 is `weight 1, digits [1]`; 0.5 is `weight −1,
     /// digits [5000]`). Returns `None` if a digit is outside `0..=9999`.
-    pub fn from_base10000(negative: bool, weight: i32, digits: &[i16]) -> Option<Self> {
+    pub fn from_base10000(negative: bool, weight: i64, digits: &[i16]) -> Option<Self> {
         if digits.iter().any(|d| !(0..=9999).contains(d)) {
             return None;
         }
-        let count = i64::try_from(digits.len()).unwrap_or(EXP_LIMIT);
-        let last_exp = (i64::from(weight) - (count - 1)).saturating_mul(4);
-        let expanded = digits.iter().flat_map(|&d| {
+        // Zero base-10000 digits at either end carry no significant decimal digit.
+        let Some(first) = digits.iter().position(|&d| d != 0) else {
+            return Some(Self::default());
+        };
+        let last = digits.iter().rposition(|&d| d != 0).unwrap_or(first);
+        let decimal = |d: i16| {
             let d = d.unsigned_abs();
             [
                 (d / 1000) as u8,
@@ -128,8 +131,33 @@ impl Decimal {
                 (d / 10 % 10) as u8,
                 (d % 10) as u8,
             ]
-        });
-        Some(Self::from_digits(negative, expanded, last_exp))
+        };
+        // zeros inside the first and last base-10000 digits are not significant either
+        let lead = decimal(digits[first])
+            .iter()
+            .take_while(|&&d| d == 0)
+            .count();
+        let trail = decimal(digits[last])
+            .iter()
+            .rev()
+            .take_while(|&&d| d == 0)
+            .count();
+        let mut v = Digits::with_capacity((last - first + 1) * 4 - lead - trail);
+        for (k, &d) in digits[first..=last].iter().enumerate() {
+            let four = decimal(d);
+            let from = if k == 0 { lead } else { 0 };
+            let to = if first + k == last { 4 - trail } else { 4 };
+            v.extend_from_slice(&four[from..to]);
+        }
+        // the last kept digit's power of ten
+        let last_exp = (weight.saturating_sub(i64::try_from(last).unwrap_or(EXP_LIMIT)))
+            .saturating_mul(4)
+            .saturating_add(i64::try_from(trail).unwrap_or(0));
+        Some(Self {
+            negative,
+            digits: v,
+            exponent: last_exp.clamp(-EXP_LIMIT, EXP_LIMIT),
+        })
     }
 
     /// Normalises a digit sequence (most significant first) whose last digit
@@ -298,5 +326,154 @@ impl fmt::Display for Decimal {
             write!(f, "e{adj}")?;
         }
         Ok(())
+    }
+}
+
+/// A number in Postgres `NUMERIC`'s own base-10000 form (`value = Σ digits[i] ×
+/// 10000^(weight − i)`), which is how jsonb stores numbers: the trigger compares values
+/// against a field's bounds in this form, read straight from the row, without converting them
+/// to decimal digits (utils/adt/numeric.c describes the layout).
+///
+/// Canonical like [`Decimal`]: no zero digit at either end, zero has no digits and is never
+/// negative, so the derived equality is numeric equality and [`Ord`] is the numeric order.
+/// Up to 8 base-10000 digits (32 decimal digits) are kept inline.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Base10000 {
+    negative: bool,
+    /// Power of 10000 of the first digit (meaningless for zero).
+    weight: i64,
+    digits: SmallVec<[i16; 8]>,
+}
+
+impl Base10000 {
+    /// Builds a number from NUMERIC's fields; zero digits at either end are dropped. Returns
+    /// `None` if a digit is outside `0..=9999` (a malformed NUMERIC).
+    pub fn new(negative: bool, weight: i64, digits: &[i16]) -> Option<Self> {
+        if digits.iter().any(|d| !(0..=9999).contains(d)) {
+            return None;
+        }
+        Self::from_digit_fn(negative, weight, digits.len(), |i| {
+            digits.get(i).copied().unwrap_or(0)
+        })
+    }
+
+    /// Builds a number from digits that are already canonical, read by `digit(i)` for `i` in
+    /// `0..n` (a NUMERIC read in place): zero digits at either end are skipped without being
+    /// copied. Returns `None` if a digit is outside `0..=9999`.
+    pub fn from_digit_fn(
+        negative: bool,
+        weight: i64,
+        n: usize,
+        digit: impl Fn(usize) -> i16,
+    ) -> Option<Self> {
+        let mut first = 0;
+        while first < n && digit(first) == 0 {
+            first += 1;
+        }
+        let mut last = n;
+        while last > first && digit(last - 1) == 0 {
+            last -= 1;
+        }
+        if first == last {
+            return Some(Self::default());
+        }
+        let mut digits = SmallVec::with_capacity(last - first);
+        for i in first..last {
+            let d = digit(i);
+            if !(0..=9999).contains(&d) {
+                return None;
+            }
+            digits.push(d);
+        }
+        Some(Self {
+            negative,
+            weight: weight.saturating_sub(first as i64),
+            digits,
+        })
+    }
+
+    /// The same number in base-10000 form (for bounds, converted once per definition).
+    pub fn from_decimal(d: &Decimal) -> Self {
+        if d.digits.is_empty() {
+            return Self::default();
+        }
+        let n = d.digits.len() as i64;
+        // the first digit's power of ten, and the base-10000 group (weight) holding it
+        let top = d.exponent.saturating_add(n - 1);
+        let weight = top.div_euclid(4);
+        let groups = (weight - d.exponent.div_euclid(4) + 1) as usize;
+        let mut digits: SmallVec<[i16; 8]> = smallvec::smallvec![0; groups];
+        for (j, &digit) in d.digits.iter().enumerate() {
+            let p = top - j as i64;
+            let g = (weight - p.div_euclid(4)) as usize;
+            digits[g] += i16::from(digit) * [1, 10, 100, 1000][p.rem_euclid(4) as usize];
+        }
+        Self {
+            negative: d.negative,
+            weight,
+            digits,
+        }
+    }
+
+    /// The same number as a [`Decimal`] (for messages).
+    pub fn to_decimal(&self) -> Decimal {
+        Decimal::from_base10000(self.negative, self.weight, &self.digits).unwrap_or_default()
+    }
+
+    /// True if the value is a whole number (JSON Schema's `integer`).
+    pub fn is_integer(&self) -> bool {
+        self.digits.is_empty() || self.weight >= self.digits.len() as i64 - 1
+    }
+
+    /// Number of significant decimal digits (0 for zero).
+    pub fn significant_digits(&self) -> usize {
+        let (Some(&first), Some(&last)) = (self.digits.first(), self.digits.last()) else {
+            return 0;
+        };
+        let lead = match first {
+            0..=9 => 3,
+            10..=99 => 2,
+            100..=999 => 1,
+            _ => 0,
+        };
+        let trail = [10, 100, 1000]
+            .iter()
+            .take_while(|&&m| last % m == 0)
+            .count();
+        self.digits.len() * 4 - lead - trail
+    }
+
+    fn signum(&self) -> i8 {
+        match (self.digits.is_empty(), self.negative) {
+            (true, _) => 0,
+            (false, true) => -1,
+            (false, false) => 1,
+        }
+    }
+
+    fn cmp_magnitude(&self, other: &Self) -> Ordering {
+        self.weight
+            .cmp(&other.weight)
+            .then_with(|| self.digits.as_slice().cmp(other.digits.as_slice()))
+    }
+}
+
+impl Ord for Base10000 {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match self.signum().cmp(&other.signum()) {
+            Ordering::Equal => {}
+            ord => return ord,
+        }
+        match self.signum() {
+            0 => Ordering::Equal,
+            1 => self.cmp_magnitude(other),
+            _ => other.cmp_magnitude(self),
+        }
+    }
+}
+
+impl PartialOrd for Base10000 {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
     }
 }

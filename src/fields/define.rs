@@ -1,7 +1,7 @@
 //! Definition-time checks: turning catalog rows (`FieldSpec`) into compiled
 //! fields, entities and snapshots.
 
-use super::decimal::Decimal;
+use super::decimal::{Base10000, Decimal};
 use super::domain::{base_columns, ENTITY_TABLES};
 use super::validate::check_value;
 use serde_json::{Map, Value};
@@ -187,7 +187,58 @@ impl TextFormat {
 #[derive(Clone, Debug)]
 pub(super) struct Pattern {
     pub(super) source: String,
-    pub(super) regex: regex::Regex,
+    regex: regex::Regex,
+    /// The same regex as a fully built DFA, when it fits [`PATTERN_DFA_LIMIT`]: the `regex`
+    /// crate's lazy DFA is built for long haystacks and costs a few hundred instructions of
+    /// setup per search, more than matching a short field value (the trigger's profile); a
+    /// prebuilt dense DFA is a table walk from the first byte. Same engine (regex-automata),
+    /// same syntax and semantics; any search it gives up on falls back to `regex`.
+    dfa: Option<Box<regex_automata::dfa::dense::DFA<Vec<u32>>>>,
+}
+
+/// Largest dense DFA built for one pattern (bytes). Typical patterns (postal codes, SKUs,
+/// phone numbers) need a few KiB; a pattern past the limit is matched by `regex` alone.
+pub const PATTERN_DFA_LIMIT: usize = 256 << 10;
+
+impl Pattern {
+    /// Compiles the translated (Rust syntax) pattern; the error is `regex`'s message.
+    pub(super) fn new(source: &str, translated: &str) -> Result<Self, regex::Error> {
+        let regex = regex::RegexBuilder::new(translated)
+            .size_limit(PATTERN_SIZE_LIMIT)
+            .dfa_size_limit(PATTERN_SIZE_LIMIT)
+            .build()?;
+        let dfa = regex_automata::dfa::dense::Builder::new()
+            .configure(
+                regex_automata::dfa::dense::Config::new()
+                    .start_kind(regex_automata::dfa::StartKind::Unanchored)
+                    .dfa_size_limit(Some(PATTERN_DFA_LIMIT))
+                    .determinize_size_limit(Some(PATTERN_DFA_LIMIT)),
+            )
+            .thompson(
+                regex_automata::nfa::thompson::Config::new()
+                    .nfa_size_limit(Some(PATTERN_SIZE_LIMIT)),
+            )
+            .build(translated)
+            .ok()
+            .map(Box::new);
+        Ok(Self {
+            source: source.to_owned(),
+            regex,
+            dfa,
+        })
+    }
+
+    /// Whether the pattern matches anywhere in `s` (JSON Schema's `pattern` is unanchored).
+    pub(super) fn is_match(&self, s: &str) -> bool {
+        use regex_automata::dfa::Automaton;
+        if let Some(dfa) = &self.dfa {
+            let input = regex_automata::Input::new(s).earliest(true);
+            if let Ok(found) = dfa.try_search_fwd(&input) {
+                return found.is_some();
+            }
+        }
+        self.regex.is_match(s)
+    }
 }
 
 /// Compiled rules of a field, per type.
@@ -201,6 +252,9 @@ pub(super) enum Rules {
     Number {
         min: Option<Decimal>,
         max: Option<Decimal>,
+        /// `min` and `max` in NUMERIC's base-10000 form, compared with jsonb numbers as
+        /// stored (see [`Base10000`]).
+        bounds: (Option<Base10000>, Option<Base10000>),
         integer: bool,
     },
     Boolean,
@@ -214,8 +268,9 @@ pub(super) enum Rules {
     Select {
         /// Options in definition order.
         options: Vec<String>,
-        /// Indices into `options`, sorted by option text (binary search).
-        sorted: Vec<usize>,
+        /// The options in jsonb key order (length first, then bytewise), each with its
+        /// index into `options`: the binary search behind every select check.
+        sorted: Vec<OptionKey>,
         /// `["a", "b"]`, for messages.
         display: String,
         multiple: bool,
@@ -237,7 +292,9 @@ impl fmt::Debug for Rules {
                 .field("pattern", &pattern.as_ref().map(|p| &p.source))
                 .field("format", format)
                 .finish(),
-            Rules::Number { min, max, integer } => f
+            Rules::Number {
+                min, max, integer, ..
+            } => f
                 .debug_struct("Number")
                 .field("min", min)
                 .field("max", max)
@@ -266,11 +323,44 @@ impl fmt::Debug for Rules {
 
 impl Rules {
     /// Index of `s` among select options.
-    pub(super) fn option_index(options: &[String], sorted: &[usize], s: &str) -> Option<usize> {
+    pub(super) fn option_index(options: &[String], sorted: &[OptionKey], s: &str) -> Option<usize> {
+        let want = OptionKey::new(s, 0);
         sorted
-            .binary_search_by(|&i| options.get(i).map_or("", String::as_str).cmp(s))
+            .binary_search_by(|k| {
+                k.len
+                    .cmp(&want.len)
+                    .then(k.prefix.cmp(&want.prefix))
+                    .then_with(|| {
+                        let o = options.get(k.index).map_or(&b""[..], |o| o.as_bytes());
+                        o.get(8..).cmp(&s.as_bytes().get(8..))
+                    })
+            })
             .ok()
-            .and_then(|pos| sorted.get(pos).copied())
+            .and_then(|pos| sorted.get(pos).map(|k| k.index))
+    }
+}
+
+/// A select option's place in the binary search: its length and first eight bytes (a
+/// big-endian word, zero-padded) decide nearly every comparison without reading the option
+/// text; equal ones compare the rest. The order is jsonb key order (length, then bytes).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct OptionKey {
+    len: usize,
+    prefix: u64,
+    index: usize,
+}
+
+impl OptionKey {
+    fn new(s: &str, index: usize) -> Self {
+        let mut prefix = 0u64;
+        for (i, &b) in s.as_bytes().iter().take(8).enumerate() {
+            prefix |= u64::from(b) << (56 - 8 * i);
+        }
+        Self {
+            len: s.len(),
+            prefix,
+            index,
+        }
     }
 }
 
@@ -498,20 +588,12 @@ fn compile_rules(
                     let translated = jsonschema_regex::to_rust_regex(p)
                         .map(std::borrow::Cow::into_owned)
                         .unwrap_or_else(|()| p.clone());
-                    let regex = regex::RegexBuilder::new(&translated)
-                        .size_limit(PATTERN_SIZE_LIMIT)
-                        .dfa_size_limit(PATTERN_SIZE_LIMIT)
-                        .build()
-                        .map_err(|e| {
-                            DefinitionError::new(
-                                field,
-                                format!("rule \"pattern\" is not a valid regular expression: {e}"),
-                            )
-                        })?;
-                    Some(Pattern {
-                        source: p.clone(),
-                        regex,
-                    })
+                    Some(Pattern::new(p, &translated).map_err(|e| {
+                        DefinitionError::new(
+                            field,
+                            format!("rule \"pattern\" is not a valid regular expression: {e}"),
+                        )
+                    })?)
                 }
                 Some(v) => {
                     return Err(DefinitionError::new(
@@ -540,7 +622,16 @@ fn compile_rules(
                 .map(|v| bool_rule(field, "integer", v))
                 .transpose()?
                 .unwrap_or(false);
-            Rules::Number { min, max, integer }
+            let bounds = (
+                min.as_ref().map(Base10000::from_decimal),
+                max.as_ref().map(Base10000::from_decimal),
+            );
+            Rules::Number {
+                min,
+                max,
+                bounds,
+                integer,
+            }
         }
         FieldType::Boolean => Rules::Boolean,
         FieldType::Date => {
@@ -603,14 +694,26 @@ fn compile_rules(
                 }
                 Some(v) => return Err(bad(v)),
             };
-            let mut sorted: Vec<usize> = (0..options.len()).collect();
-            sorted.sort_by(|&a, &b| options[a].cmp(&options[b]));
-            if let Some(w) = sorted.windows(2).find(|w| options[w[0]] == options[w[1]]) {
+            let mut sorted: Vec<OptionKey> = options
+                .iter()
+                .enumerate()
+                .map(|(i, o)| OptionKey::new(o, i))
+                .collect();
+            sorted.sort_by(|a, b| {
+                super::view::jsonb_key_order(
+                    options[a.index].as_bytes(),
+                    options[b.index].as_bytes(),
+                )
+            });
+            if let Some(w) = sorted
+                .windows(2)
+                .find(|w| options[w[0].index] == options[w[1].index])
+            {
                 return Err(DefinitionError::new(
                     field,
                     format!(
                         "rule \"options\" contains {} more than once",
-                        super::validate::quote(&options[w[0]])
+                        super::validate::quote(&options[w[0].index])
                     ),
                 ));
             }
@@ -820,6 +923,11 @@ pub struct CompiledEntity {
     pub(super) entity_table: String,
     pub(super) fields: Vec<CompiledField>,
     pub(super) policy: UnknownKeyPolicy,
+    /// Indices into `fields` in jsonb key order (see [`super::jsonb_key_order`]), for
+    /// [`super::JsonView::lookup_sorted`].
+    pub(super) jsonb_order: Vec<usize>,
+    /// The field names in that order (the keys handed to `lookup_sorted` for every row).
+    pub(super) jsonb_names: Vec<String>,
 }
 
 impl CompiledEntity {
@@ -905,10 +1013,20 @@ pub fn compile_entity(
             format!("defined more than once for {entity_table}"),
         ));
     }
+    let mut jsonb_order: Vec<usize> = (0..fields.len()).collect();
+    jsonb_order.sort_by(|&a, &b| {
+        super::view::jsonb_key_order(fields[a].name.as_bytes(), fields[b].name.as_bytes())
+    });
+    let jsonb_names = jsonb_order
+        .iter()
+        .map(|&i| fields[i].name.clone())
+        .collect();
     Ok(CompiledEntity {
         entity_table: entity_table.to_owned(),
         fields,
         policy,
+        jsonb_order,
+        jsonb_names,
     })
 }
 
@@ -924,7 +1042,15 @@ impl CompiledSnapshot {
     /// The compiled entity `name`; every table of [`ENTITY_TABLES`] exists,
     /// even without fields (the policy still applies to its keys).
     pub fn entity(&self, name: &str) -> Option<&CompiledEntity> {
-        self.entities.iter().find(|e| e.entity_table == name)
+        self.entity_bytes(name.as_bytes())
+    }
+
+    /// [`CompiledSnapshot::entity`] by the name's bytes (a trigger argument, not re-checked
+    /// as UTF-8 for every row).
+    pub fn entity_bytes(&self, name: &[u8]) -> Option<&CompiledEntity> {
+        self.entities
+            .iter()
+            .find(|e| e.entity_table.as_bytes() == name)
     }
 
     /// The snapshot's `version`, if it had one.

@@ -22,7 +22,7 @@ mod view;
 #[cfg(test)]
 mod tests;
 
-pub use self::decimal::Decimal;
+pub use self::decimal::{Base10000, Decimal};
 pub use self::define::{
     check_field_name, compile_entity, compile_field, compile_snapshot, CompiledEntity,
     CompiledField, CompiledSnapshot, DefinitionError, FieldSpec, FieldType, TextFormat,
@@ -34,4 +34,4 @@ pub use self::validate::{
     apply_fields, errors_detail, errors_to_json, validate_document, violation_count, FieldError,
     Operation, Outcome, MAX_ERRORS,
 };
-pub use self::view::{JsonView, Kind};
+pub use self::view::{jsonb_key_order, JsonView, Kind};

@@ -160,8 +160,8 @@ fn decimal_from_base10000() {
     assert_eq!(Decimal::from_base10000(false, 0, &[10000]), None);
     assert_eq!(Decimal::from_base10000(false, 0, &[-1]), None);
     // Extreme weights do not panic.
-    assert!(b(false, i32::MAX, &[1]) > d("1e400"));
-    assert!(b(false, i32::MIN, &[1]) < d("1e-400"));
+    assert!(b(false, i64::from(i32::MAX), &[1]) > d("1e400"));
+    assert!(b(false, i64::from(i32::MIN), &[1]) < d("1e-400"));
 }
 
 // ---------------------------------------------------------------- domain
@@ -1535,7 +1535,76 @@ proptest! {
         int = if trimmed.is_empty() { "0".to_owned() } else { trimmed };
         let exp = 4 * (i64::from(weight) - (digits.len() as i64 - 1));
         let text = format!("{}{int}e{exp}", if neg { "-" } else { "" });
-        prop_assert_eq!(Decimal::from_base10000(neg, weight, &digits), Decimal::parse(&text));
+        prop_assert_eq!(Decimal::from_base10000(neg, i64::from(weight), &digits), Decimal::parse(&text));
+        // the base-10000 form agrees with the decimal one on everything the validator asks
+        let b = Base10000::new(neg, i64::from(weight), &digits);
+        let d = Decimal::parse(&text);
+        prop_assert!(b.is_some() && d.is_some());
+        if let (Some(b), Some(d)) = (b, d) {
+            prop_assert_eq!(&b.to_decimal(), &d);
+            prop_assert_eq!(&Base10000::from_decimal(&d), &b);
+            prop_assert_eq!(b.is_integer(), d.is_integer());
+            prop_assert_eq!(b.significant_digits(), d.significant_digits());
+        }
+    }
+
+    /// The prebuilt DFA answers exactly as the `regex` crate does, for the translated
+    /// ECMA-262 patterns a field may carry.
+    #[test]
+    fn prop_pattern_dfa_matches_regex(s in "[0-9a-zA-Z@._ é-]{0,12}", which in 0usize..10) {
+        const PATTERNS: [&str; 10] = [
+            "^[0-9]{5}$", "^\\d{3}-\\d{4}$", "[A-Z]{2}", "^(ab|ba)+$", "é+",
+            "^\\w+@\\w+\\.com$", "^.{2,4}$", "(?i)abc", "\\bab\\b", "^$",
+        ];
+        let source = PATTERNS[which];
+        let translated = jsonschema_regex::to_rust_regex(source).map(std::borrow::Cow::into_owned).unwrap_or_else(|()| source.to_owned());
+        let p = super::define::Pattern::new(source, &translated);
+        let r = regex::Regex::new(&translated);
+        prop_assert!(p.is_ok() && r.is_ok());
+        if let (Ok(p), Ok(r)) = (p, r) {
+            prop_assert_eq!(p.is_match(&s), r.is_match(&s), "{} on {:?}", source, s);
+        }
+    }
+
+    /// Select options are found by their length-and-prefix binary search exactly when they
+    /// are options, whatever their lengths (past 8 bytes the rest is compared).
+    #[test]
+    fn prop_select_finds_exactly_its_options(
+        options in proptest::collection::btree_set("[ab]{0,3}|[ab]{9,12}|é[ab]{7}", 1..20),
+        probe in "[ab]{0,3}|[ab]{9,12}|é[ab]{7}",
+    ) {
+        let options: Vec<String> = options.into_iter().collect();
+        let ent = one(spec("pick", "select", false, None, json!({"options": options})));
+        for o in &options {
+            prop_assert_eq!(ins(&ent, &json!({"pick": o})), json!([]), "{:?}", o);
+        }
+        let found = ins(&ent, &json!({"pick": probe})) == json!([]);
+        prop_assert_eq!(found, options.contains(&probe));
+    }
+
+    #[test]
+    fn prop_jsonb_key_order_is_length_then_bytes(
+        a in proptest::collection::vec(any::<u8>(), 0..40),
+        b in proptest::collection::vec(any::<u8>(), 0..40),
+        same in any::<bool>(),
+    ) {
+        // often of one length, so the word-at-a-time comparison is exercised
+        let b = if same { a.iter().zip(b.iter().chain(std::iter::repeat(&0))).map(|(x, y)| if y % 4 == 0 { *y } else { *x }).collect() } else { b };
+        prop_assert_eq!(jsonb_key_order(&a, &b), a.len().cmp(&b.len()).then(a.cmp(&b)));
+        prop_assert_eq!(jsonb_key_order(&a, &a), std::cmp::Ordering::Equal);
+    }
+
+    #[test]
+    fn prop_base10000_order_matches_decimal(a in number_text(), b in number_text()) {
+        let (da, db) = (Decimal::parse(&a), Decimal::parse(&b));
+        prop_assert!(da.is_some() && db.is_some());
+        if let (Some(da), Some(db)) = (da, db) {
+            let (ba, bb) = (Base10000::from_decimal(&da), Base10000::from_decimal(&db));
+            prop_assert_eq!(ba.cmp(&bb), da.cmp(&db));
+            prop_assert_eq!(&ba.to_decimal(), &da);
+            prop_assert_eq!(ba.is_integer(), da.is_integer());
+            prop_assert_eq!(ba.significant_digits(), da.significant_digits());
+        }
     }
 }
 

@@ -171,7 +171,7 @@ pub(super) fn check_value<'a, V: JsonView<'a>>(
                 }
             }
             if let Some(p) = pattern {
-                if !p.regex.is_match(s) {
+                if !p.is_match(s) {
                     errors.push(err(
                         &f.name,
                         "pattern",
@@ -189,12 +189,17 @@ pub(super) fn check_value<'a, V: JsonView<'a>>(
                 }
             }
         }
-        Rules::Number { min, max, integer } => {
+        Rules::Number {
+            min,
+            max,
+            bounds,
+            integer,
+        } => {
             if v.kind() != Kind::Number {
                 errors.push(type_err(f, "a number", v.kind()));
                 return;
             }
-            let Some(d) = v.as_decimal() else {
+            let Some(d) = v.as_base10000() else {
                 errors.push(err(
                     &f.name,
                     "type",
@@ -205,7 +210,12 @@ pub(super) fn check_value<'a, V: JsonView<'a>>(
                 ));
                 return;
             };
-            check_number(f, &d, min.as_ref(), max.as_ref(), *integer, errors);
+            let below = bounds.0.as_ref().is_some_and(|m| d < *m);
+            let above = bounds.1.as_ref().is_some_and(|m| d > *m);
+            if below || above || (*integer && !d.is_integer()) {
+                let d = d.to_decimal();
+                check_number(f, &d, min.as_ref(), max.as_ref(), *integer, errors);
+            }
         }
         Rules::Boolean => {
             if v.as_bool().is_none() {
@@ -349,7 +359,7 @@ pub(super) fn check_indexed<'a, V: JsonView<'a>>(
         Kind::String => v.as_str().map_or(0, str::len),
         // NUMERIC stores four decimal digits in two bytes
         Kind::Number => v
-            .as_decimal()
+            .as_base10000()
             .map_or(0, |d| d.significant_digits().div_ceil(2)),
         Kind::Bool | Kind::Null => 0,
         Kind::Array | Kind::Object => v.to_serde().map_or(usize::MAX, |j| j.to_string().len()),
@@ -547,10 +557,23 @@ pub fn validate_document<'a, V: JsonView<'a>>(
         out.errors.push(not_object("custom_fields", doc.kind()));
         return out;
     }
-    let mut found = 0usize;
     let mut hidden = 0usize;
-    for f in &entity.fields {
-        match doc.object_get(&f.name) {
+    // All defined keys in one lookup, in jsonb key order, checked in that order (the errors
+    // are sorted by field name below).
+    let n = entity.fields.len();
+    let mut inline = [None; 8];
+    let mut heap = Vec::new();
+    let values: &mut [Option<V>] = if n <= inline.len() {
+        &mut inline[..n]
+    } else {
+        heap.resize(n, None);
+        &mut heap
+    };
+    doc.lookup_sorted(&entity.jsonb_names, values);
+    let mut found = 0usize;
+    for (&i, value) in entity.jsonb_order.iter().zip(values.iter()) {
+        let f = &entity.fields[i];
+        match value {
             None => missing(f, op, &mut out),
             Some(v) => {
                 found += 1;
@@ -559,8 +582,8 @@ pub fn validate_document<'a, V: JsonView<'a>>(
                         out.errors.push(required(f));
                     }
                 } else {
-                    check_value(f, v, &mut out.errors);
-                    check_indexed(f, v, &mut out.errors);
+                    check_value(f, *v, &mut out.errors);
+                    check_indexed(f, *v, &mut out.errors);
                 }
             }
         }

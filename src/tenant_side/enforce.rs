@@ -15,7 +15,6 @@ use crate::jsonarg::JsonbArg;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 struct Cache {
@@ -25,8 +24,8 @@ struct Cache {
     /// so the cache is only good until that transaction (this local xid) ends.
     only_for_lxid: Option<u32>,
     snapshot_relid: pg_sys::Oid,
-    /// attribute number of custom_fields per relation
-    attnums: HashMap<pg_sys::Oid, i16>,
+    /// attribute number of custom_fields per relation (a handful: a linear search beats hashing)
+    attnums: Vec<(pg_sys::Oid, i16)>,
 }
 
 thread_local! {
@@ -45,7 +44,7 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
         if drop_all {
             *c = None;
         } else if let Some(cache) = c.as_mut() {
-            cache.attnums.remove(&relid);
+            cache.attnums.retain(|(r, _)| *r != relid);
         }
     });
 }
@@ -109,7 +108,7 @@ fn load() -> Cache {
         snapshot: Rc::new(compiled),
         only_for_lxid,
         snapshot_relid: relid,
-        attnums: HashMap::new(),
+        attnums: Vec::new(),
     }
 }
 
@@ -122,10 +121,15 @@ thread_local! {
 /// the table (a statement later in an open transaction) would otherwise not look for them,
 /// and "the next statement sees a committed definition change" must hold there too.
 fn accept_invalidations_once_per_statement() {
-    // SAFETY: MyProc is this backend's PGPROC; GetCurrentCommandId only reads xact state;
-    // AcceptInvalidationMessages may run at any point a lock could be taken.
+    extern "C" {
+        // xact.c: returns the current command id; with `used = false` it only reads state
+        // and raises no error, so it is called without pgrx's guard (once per row).
+        fn GetCurrentCommandId(used: bool) -> pg_sys::CommandId;
+    }
+    // SAFETY: MyProc is this backend's PGPROC; GetCurrentCommandId(false) only reads xact
+    // state; AcceptInvalidationMessages may run at any point a lock could be taken.
     unsafe {
-        let now = ((*pg_sys::MyProc).lxid, pg_sys::GetCurrentCommandId(false));
+        let now = ((*pg_sys::MyProc).lxid, GetCurrentCommandId(false));
         if LAST_STATEMENT.with(|l| l.replace(now)) != now {
             pg_sys::AcceptInvalidationMessages();
         }
@@ -167,13 +171,19 @@ fn custom_fields_attnum(rel: pg_sys::Relation) -> i16 {
         let desc = (*rel).rd_att;
         ((*rel).rd_id, (*desc).attrs.as_slice((*desc).natts as usize))
     };
+    // NameData is NUL-padded: the name and its terminating NUL are compared as bytes.
+    const NAME: &[u8; 14] = b"custom_fields\0";
     let is_ours = |a: &pg_sys::FormData_pg_attribute| {
-        !a.attisdropped && pgrx::name_data_to_str(&a.attname) == "custom_fields"
+        !a.attisdropped
+            && a.attname.data[..NAME.len()]
+                .iter()
+                .map(|&c| c as u8)
+                .eq(NAME.iter().copied())
     };
     let cached = CACHE.with(|c| {
         c.borrow()
             .as_ref()
-            .and_then(|c| c.attnums.get(&relid).copied())
+            .and_then(|c| c.attnums.iter().find(|(r, _)| *r == relid).map(|(_, n)| *n))
     });
     if let Some(n) = cached {
         if let Some(a) = attrs.get((n as usize).wrapping_sub(1)) {
@@ -209,7 +219,8 @@ fn custom_fields_attnum(rel: pg_sys::Relation) -> i16 {
     let n = a.attnum;
     CACHE.with(|c| {
         if let Some(c) = c.borrow_mut().as_mut() {
-            c.attnums.insert(relid, n);
+            c.attnums.retain(|(r, _)| *r != relid);
+            c.attnums.push((relid, n));
         }
     });
     n
@@ -309,12 +320,10 @@ pub unsafe extern "C-unwind" fn messiah_enforce_custom_fields(
             );
         }
         let trigger = (*td).tg_trigger;
-        let entity = if (*trigger).tgnargs >= 1 {
-            std::ffi::CStr::from_ptr(*(*trigger).tgargs)
-                .to_str()
-                .unwrap_or("")
+        let entity: &[u8] = if (*trigger).tgnargs >= 1 {
+            std::ffi::CStr::from_ptr(*(*trigger).tgargs).to_bytes()
         } else {
-            ""
+            b""
         };
         let rel = (*td).tg_relation;
         let tuple = if op == Operation::Update {
@@ -323,7 +332,8 @@ pub unsafe extern "C-unwind" fn messiah_enforce_custom_fields(
             (*td).tg_trigtuple
         };
         let snap = snapshot();
-        let Some(compiled) = snap.entity(entity) else {
+        let Some(compiled) = snap.entity_bytes(entity) else {
+            let entity = String::from_utf8_lossy(entity);
             raise(
                 Code::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("messiah.enforce_custom_fields({entity:?}): not an entity table"),
@@ -336,20 +346,21 @@ pub unsafe extern "C-unwind" fn messiah_enforce_custom_fields(
         };
         let attnum = custom_fields_attnum(rel);
         let desc = (*rel).rd_att;
-        let mut isnull = false;
-        let datum = pg_sys::heap_getattr(tuple, attnum as i32, desc, &mut isnull);
+        let datum = super::tuple::varlena_attr(tuple, attnum, desc);
         if op == Operation::Update {
-            let mut old_null = false;
-            let old = pg_sys::heap_getattr((*td).tg_trigtuple, attnum as i32, desc, &mut old_null);
-            if isnull && old_null || (!isnull && !old_null && same_varlena(datum, old)) {
+            let old = super::tuple::varlena_attr((*td).tg_trigtuple, attnum, desc);
+            let unchanged = match (datum, old) {
+                (None, None) => true,
+                (Some(new), Some(old)) => same_varlena(new, old),
+                _ => false,
+            };
+            if unchanged {
                 return pg_sys::Datum::from(tuple);
             }
         }
-        let jsonb = if isnull {
-            None
-        } else {
-            Some(pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::Jsonb)
-        };
+        let mut short: super::tuple::ShortBuf = [0; 33];
+        let jsonb =
+            datum.map(|d| super::tuple::readable_varlena(d, &mut short) as *mut pg_sys::Jsonb);
         let doc = jsonb.map(|p| Jb::root(p));
         let outcome = fields::validate_document(compiled, doc, op);
         if !outcome.errors.is_empty() {

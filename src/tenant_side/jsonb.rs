@@ -2,11 +2,52 @@
 //! found by the container's binary search, strings and numbers point into the datum, and
 //! nothing is converted to text (DESIGN.md decision 5: no per-row work that can be avoided).
 
-use crate::fields::{Decimal, JsonView, Kind};
+use crate::fields::{Base10000, Decimal, JsonView, Kind};
 use pgrx::pg_sys;
 use std::marker::PhantomData;
 
+/// Postgres functions called once per field per row that cannot raise an error, declared
+/// without pgrx's error guard (a `sigsetjmp` per call, a measurable share of the trigger's
+/// cost). Only functions that neither allocate nor `ereport` belong here.
+mod unguarded {
+    use pgrx::pg_sys::{JsonbContainer, JsonbValue};
+    extern "C" {
+        /// jsonb_util.c: binary search of `keyVal` in an object container; writes the value
+        /// into `res` (given, so nothing is allocated) and returns it, or NULL. Reads only.
+        pub fn getKeyJsonValueFromContainer(
+            container: *mut JsonbContainer,
+            keyVal: *const std::ffi::c_char,
+            keyLen: std::ffi::c_int,
+            res: *mut JsonbValue,
+        ) -> *mut JsonbValue;
+    }
+}
+
 const JB_CMASK: u32 = 0x0FFF_FFFF;
+// JEntry bits (jsonb.h)
+const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;
+const JENTRY_TYPEMASK: u32 = 0x7000_0000;
+const JENTRY_HAS_OFF: u32 = 0x8000_0000;
+const JENTRY_ISSTRING: u32 = 0x0000_0000;
+const JENTRY_ISNUMERIC: u32 = 0x1000_0000;
+const JENTRY_ISBOOL_FALSE: u32 = 0x2000_0000;
+const JENTRY_ISBOOL_TRUE: u32 = 0x3000_0000;
+const JENTRY_ISNULL: u32 = 0x4000_0000;
+
+/// The length of the entry whose data starts at `offset` (jsonb.h: an entry stores either its
+/// end offset, when JENTRY_HAS_OFF, or its length).
+fn entry_len(je: u32, offset: u32) -> u32 {
+    if je & JENTRY_HAS_OFF != 0 {
+        (je & JENTRY_OFFLENMASK).wrapping_sub(offset)
+    } else {
+        je & JENTRY_OFFLENMASK
+    }
+}
+
+/// `INTALIGN`: numeric and container data are 4-byte aligned inside the value area.
+fn intalign(x: u32) -> u32 {
+    (x + 3) & !3
+}
 const JB_FSCALAR: u32 = 0x1000_0000;
 const JB_FOBJECT: u32 = 0x2000_0000;
 const JB_FARRAY: u32 = 0x4000_0000;
@@ -99,13 +140,48 @@ impl<'a> Jb<'a> {
     }
 }
 
+/// The JsonbValue of a value entry `je` whose data is at `offset` (length `len`) from `base`:
+/// jsonb_util.c's fillJsonbValue.
+///
+/// # Safety
+/// `base + offset .. + len` must be the entry's data inside a live container.
+unsafe fn value_at(je: u32, base: *const u8, offset: u32, len: u32) -> pg_sys::JsonbValue {
+    // SAFETY: per the contract; an all-zero JsonbValue is a valid starting point.
+    unsafe {
+        let mut v: pg_sys::JsonbValue = std::mem::zeroed();
+        match je & JENTRY_TYPEMASK {
+            JENTRY_ISSTRING => {
+                v.type_ = pg_sys::jbvType::jbvString;
+                v.val.string.val = base.add(offset as usize) as *mut std::ffi::c_char;
+                v.val.string.len = len as i32;
+            }
+            JENTRY_ISNUMERIC => {
+                v.type_ = pg_sys::jbvType::jbvNumeric;
+                v.val.numeric = base.add(intalign(offset) as usize) as pg_sys::Numeric;
+            }
+            JENTRY_ISBOOL_TRUE | JENTRY_ISBOOL_FALSE => {
+                v.type_ = pg_sys::jbvType::jbvBool;
+                v.val.boolean = je & JENTRY_TYPEMASK == JENTRY_ISBOOL_TRUE;
+            }
+            JENTRY_ISNULL => v.type_ = pg_sys::jbvType::jbvNull,
+            _ => {
+                let start = intalign(offset);
+                v.type_ = pg_sys::jbvType::jbvBinary;
+                v.val.binary.data = base.add(start as usize) as *mut pg_sys::JsonbContainer;
+                v.val.binary.len = (len - (start - offset)) as i32;
+            }
+        }
+        v
+    }
+}
+
 /// Decodes a NUMERIC in its on-disk form (short or long header; see Postgres'
-/// utils/adt/numeric.c) into an exact [`Decimal`]. NaN and infinities, which jsonb cannot
-/// hold, give `None`.
+/// utils/adt/numeric.c) into its exact [`Base10000`] form. NaN and infinities, which jsonb
+/// cannot hold, give `None`.
 ///
 /// # Safety
 /// `n` must point to a valid numeric varlena.
-pub unsafe fn numeric_to_decimal(n: pg_sys::Numeric) -> Option<Decimal> {
+pub unsafe fn numeric_to_base10000(n: pg_sys::Numeric) -> Option<Base10000> {
     // SAFETY: n is a valid numeric varlena (contract); every read stays within its data, whose
     // length comes from its header.
     unsafe {
@@ -119,7 +195,7 @@ pub unsafe fn numeric_to_decimal(n: pg_sys::Numeric) -> Option<Decimal> {
         let (negative, weight, digits_at) = match header & 0xC000 {
             0x8000 => {
                 let neg = header & 0x2000 != 0;
-                let mut w = i32::from(header & 0x003F);
+                let mut w = i64::from(header & 0x003F);
                 if header & 0x0040 != 0 {
                     w |= !0x003F;
                 }
@@ -131,18 +207,25 @@ pub unsafe fn numeric_to_decimal(n: pg_sys::Numeric) -> Option<Decimal> {
                     return None;
                 }
                 let w = std::ptr::read_unaligned(data.add(2) as *const i16);
-                (flag == 0x4000, i32::from(w), 4usize)
+                (flag == 0x4000, i64::from(w), 4usize)
             }
         };
         let ndigits = (total - digits_at) / 2;
-        let mut digits = smallvec::SmallVec::<[i16; 16]>::with_capacity(ndigits);
-        for i in 0..ndigits {
-            digits.push(std::ptr::read_unaligned(
-                data.add(digits_at + 2 * i) as *const i16
-            ));
-        }
-        Decimal::from_base10000(negative, weight, &digits)
+        let digits = data.add(digits_at) as *const i16;
+        // i < ndigits: inside the value's data
+        Base10000::from_digit_fn(negative, weight, ndigits, |i| {
+            std::ptr::read_unaligned(digits.add(i))
+        })
     }
+}
+
+/// [`numeric_to_base10000`] as a [`Decimal`].
+///
+/// # Safety
+/// `n` must point to a valid numeric varlena.
+pub unsafe fn numeric_to_decimal(n: pg_sys::Numeric) -> Option<Decimal> {
+    // SAFETY: forwarded contract.
+    unsafe { numeric_to_base10000(n) }.map(|b| b.to_decimal())
 }
 
 impl<'a> JsonView<'a> for Jb<'a> {
@@ -171,15 +254,17 @@ impl<'a> JsonView<'a> for Jb<'a> {
         if self.v.type_ != pg_sys::jbvType::jbvString {
             return None;
         }
-        // SAFETY: jbvString points at `len` bytes inside the live datum.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
+        // SAFETY: jbvString points at `len` bytes inside the live datum. They are valid UTF-8:
+        // jsonb strings are verified in the database encoding when the value is built, and
+        // the trigger refuses to run in a database that is not UTF8 (enforce::load), so they
+        // are not verified again for every row.
+        unsafe {
+            let bytes = std::slice::from_raw_parts(
                 self.v.val.string.val as *const u8,
                 self.v.val.string.len as usize,
-            )
-        };
-        // jsonb text is in the database encoding; messiah's databases are UTF-8.
-        std::str::from_utf8(bytes).ok()
+            );
+            Some(std::str::from_utf8_unchecked(bytes))
+        }
     }
 
     fn as_decimal(&self) -> Option<Decimal> {
@@ -188,6 +273,14 @@ impl<'a> JsonView<'a> for Jb<'a> {
         }
         // SAFETY: jbvNumeric points at a numeric varlena inside the live datum.
         unsafe { numeric_to_decimal(self.v.val.numeric) }
+    }
+
+    fn as_base10000(&self) -> Option<Base10000> {
+        if self.v.type_ != pg_sys::jbvType::jbvNumeric {
+            return None;
+        }
+        // SAFETY: jbvNumeric points at a numeric varlena inside the live datum.
+        unsafe { numeric_to_base10000(self.v.val.numeric) }
     }
 
     fn array_len(&self) -> usize {
@@ -226,10 +319,10 @@ impl<'a> JsonView<'a> for Jb<'a> {
         }
         let c = self.container()?;
         // SAFETY: binary search in the live container; the result is written into `res`,
-        // whose pointers point into the container.
+        // whose pointers point into the container; the function raises no error.
         unsafe {
             let mut res: pg_sys::JsonbValue = std::mem::zeroed();
-            let p = pg_sys::getKeyJsonValueFromContainer(
+            let p = unguarded::getKeyJsonValueFromContainer(
                 c,
                 key.as_ptr() as *const std::ffi::c_char,
                 key.len() as i32,
@@ -239,6 +332,64 @@ impl<'a> JsonView<'a> for Jb<'a> {
                 v: res,
                 _life: PhantomData,
             })
+        }
+    }
+
+    fn lookup_sorted<K: AsRef<str>>(&self, keys: &[K], out: &mut [Option<Self>]) {
+        let Some(c) = self.container().filter(|_| self.is_object()) else {
+            return;
+        };
+        // One pass over the object's keys, which jsonb stores sorted in the same order as
+        // `keys` (shorter first, then bytewise), then over the values of the matches: the
+        // layout of jsonb.h, read as jsonb_util.c's getKeyJsonValueFromContainer and
+        // fillJsonbValue read it.
+        // SAFETY: the container is live for 'a (see `root`); it holds `n` key entries then
+        // `n` value entries, followed by their data; every offset read stays inside it.
+        unsafe {
+            let n = ((*c).header & JB_CMASK) as usize;
+            let children = (*c).children.as_ptr();
+            let base = children.add(2 * n) as *const u8;
+            let mut matched: smallvec::SmallVec<[(usize, usize); 16]> = smallvec::SmallVec::new();
+            let mut offset = 0u32;
+            let mut k = 0usize;
+            for i in 0..n {
+                let len = entry_len(*children.add(i), offset);
+                let key = std::slice::from_raw_parts(base.add(offset as usize), len as usize);
+                offset = offset.wrapping_add(len);
+                // skip the wanted keys that sort before this one (shorter, or as long and
+                // bytewise smaller: jsonb_key_order, with the length compared first so that
+                // most comparisons never look at the bytes)
+                while let Some(want) = keys.get(k).map(|w| w.as_ref().as_bytes()) {
+                    match crate::fields::jsonb_key_order(want, key) {
+                        std::cmp::Ordering::Less => k += 1,
+                        std::cmp::Ordering::Equal => {
+                            matched.push((k, i));
+                            k += 1;
+                            break;
+                        }
+                        std::cmp::Ordering::Greater => break,
+                    }
+                }
+            }
+            let mut m = 0usize;
+            for j in 0..n {
+                if m == matched.len() {
+                    break;
+                }
+                let je = *children.add(n + j);
+                let len = entry_len(je, offset);
+                if matched[m].1 == j {
+                    let v = value_at(je, base, offset, len);
+                    if let Some(slot) = out.get_mut(matched[m].0) {
+                        *slot = Some(Jb {
+                            v,
+                            _life: PhantomData,
+                        });
+                    }
+                    m += 1;
+                }
+                offset = offset.wrapping_add(len);
+            }
         }
     }
 
@@ -278,8 +429,8 @@ impl<'a> JsonView<'a> for Jb<'a> {
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
-    use super::numeric_to_decimal;
-    use crate::fields::Decimal;
+    use super::{numeric_to_decimal, Jb};
+    use crate::fields::{jsonb_key_order, Decimal, JsonView};
     use pgrx::prelude::*;
 
     /// The in-place NUMERIC decoder agrees with Postgres' own numeric_out on short-header,
@@ -330,6 +481,50 @@ mod tests {
                 "{text}: numeric_out says {out}"
             );
             assert!(decoded.is_some(), "{text}");
+        }
+    }
+
+    /// The one-pass lookup agrees with Postgres' own getKeyJsonValueFromContainer for every
+    /// key of objects of 1 to 100 keys (past 32 keys jsonb stores offsets instead of lengths
+    /// every 32 entries), for values of every type, and for absent keys.
+    #[pg_test]
+    fn lookup_sorted_matches_object_get() {
+        for n in [1usize, 5, 31, 32, 33, 64, 100] {
+            let doc: serde_json::Map<String, serde_json::Value> = (0..n)
+                .map(|i| {
+                    let v = match i % 6 {
+                        0 => serde_json::json!(format!("s{}", "x".repeat(i))),
+                        1 => serde_json::json!(i as f64 + 0.5),
+                        2 => serde_json::json!(i % 4 == 1),
+                        3 => serde_json::Value::Null,
+                        4 => serde_json::json!({"nested": [i, "y"]}),
+                        _ => serde_json::json!([i, {"k": "v"}]),
+                    };
+                    (format!("k{}{}", "a".repeat(i % 7), i), v)
+                })
+                .collect();
+            let datum = pgrx::JsonB(serde_json::Value::Object(doc.clone()))
+                .into_datum()
+                .unwrap();
+            // SAFETY: a fresh jsonb datum, detoasted, alive for this test.
+            let root = unsafe {
+                Jb::root(pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::Jsonb)
+            };
+            let mut keys: Vec<String> = doc.keys().cloned().collect();
+            keys.extend(["absent".to_string(), "zz".to_string(), String::new()]);
+            keys.sort_by(|a, b| jsonb_key_order(a.as_bytes(), b.as_bytes()));
+            keys.dedup();
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let mut out = vec![None; refs.len()];
+            root.lookup_sorted(&refs, &mut out);
+            for (k, got) in refs.iter().zip(&out) {
+                let want = root.object_get(k);
+                assert_eq!(got.is_some(), want.is_some(), "n={n} key {k}");
+                if let (Some(g), Some(w)) = (got, want) {
+                    assert_eq!(g.kind(), w.kind(), "n={n} key {k}");
+                    assert_eq!(g.to_text(), w.to_text(), "n={n} key {k}");
+                }
+            }
         }
     }
 }

@@ -4,3 +4,4 @@
 
 pub mod enforce;
 pub mod jsonb;
+pub mod tuple;

@@ -551,12 +551,24 @@ fn check_rows(entity_table: &str, snapshot: JsonbArg, sample_size: i32) -> JsonB
             while batch.next().is_some() {
                 checked += 1;
                 // Read in place, as the trigger does: any depth, exact numbers.
-                let doc = batch.get_datum_by_ordinal(2)?.map(|d| {
-                    // SAFETY: a non-null jsonb column value of the current row, valid until
-                    // the next fetch.
-                    unsafe { Jb::root(pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *mut pg_sys::Jsonb) }
-                });
+                let mut short: super::tuple::ShortBuf = [0; 33];
+                let datum = batch.get_datum_by_ordinal(2)?;
+                // SAFETY: a non-null jsonb column value of the current row, valid until the
+                // batch is freed; made readable in `short` or a palloc'd copy.
+                let readable = datum.map(|d| unsafe { super::tuple::readable_varlena(d, &mut short) });
+                // SAFETY: a readable (4-byte header, uncompressed) jsonb, alive until below.
+                let doc = readable.map(|p| unsafe { Jb::root(p as *mut pg_sys::Jsonb) });
                 let outcome = fields::validate_document(entity, doc, Operation::Update);
+                if let (Some(d), Some(p)) = (datum, readable) {
+                    // a detoasted copy is freed at once: a million rows must not accumulate
+                    // a million copies in the function's memory context
+                    if p != d.cast_mut_ptr() && p != short.as_mut_ptr() as *mut pg_sys::varlena {
+                        // SAFETY: p was palloc'd by pg_detoast_datum and nothing refers to it
+                        // any more (`doc` and `outcome` hold no pointer into it past here:
+                        // errors own their strings).
+                        unsafe { pg_sys::pfree(p as *mut std::ffi::c_void) };
+                    }
+                }
                 if !outcome.errors.is_empty() {
                     violations += 1;
                     if sample.len() < sample_size.max(0) as usize {
@@ -565,6 +577,11 @@ fn check_rows(entity_table: &str, snapshot: JsonbArg, sample_size: i32) -> JsonB
                     }
                 }
             }
+            drop(batch);
+            // pgrx leaves fetched tuple tables to SPI_finish: free this batch's now, or every
+            // row of the table would stay in memory until the end of the call.
+            // SAFETY: SPI_tuptable is the batch just read (dropped above; nothing refers to it).
+            unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
         }
         Ok::<_, pgrx::spi::Error>((checked, violations, sample))
     })

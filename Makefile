@@ -42,6 +42,9 @@ lint: deps
 unit: deps tenant-extension
 	rm -rf $(PGRX_TEST_DATA)
 	cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_DATA)
+	@# cargo pgrx test installs its debug build into the system $$libdir: put the release
+	@# build (the one users get) back
+	@$(MAKE) -s install
 
 # SQL suites (pg_regress, expected output in pg_test/expected) against a fresh cluster.
 regress: install

@@ -231,13 +231,30 @@ impl Pattern {
     /// Whether the pattern matches anywhere in `s` (JSON Schema's `pattern` is unanchored).
     pub(super) fn is_match(&self, s: &str) -> bool {
         use regex_automata::dfa::Automaton;
-        if let Some(dfa) = &self.dfa {
-            let input = regex_automata::Input::new(s).earliest(true);
-            if let Ok(found) = dfa.try_search_fwd(&input) {
-                return found.is_some();
+        let Some(dfa) = &self.dfa else {
+            return self.regex.is_match(s);
+        };
+        // The DFA walk of regex-automata's `Automaton` documentation: a match state (entered
+        // one byte after a match ends) answers yes at once, the dead state no; past the last
+        // byte, the end-of-input transition decides.
+        let Ok(mut state) = dfa.start_state_forward(&regex_automata::Input::new(s)) else {
+            return self.regex.is_match(s);
+        };
+        for &b in s.as_bytes() {
+            state = dfa.next_state(state, b);
+            if dfa.is_special_state(state) {
+                if dfa.is_match_state(state) {
+                    return true;
+                }
+                if dfa.is_dead_state(state) {
+                    return false;
+                }
+                if dfa.is_quit_state(state) {
+                    return self.regex.is_match(s);
+                }
             }
         }
-        self.regex.is_match(s)
+        dfa.is_match_state(dfa.next_eoi_state(state))
     }
 }
 
@@ -352,10 +369,17 @@ pub(super) struct OptionKey {
 
 impl OptionKey {
     fn new(s: &str, index: usize) -> Self {
-        let mut prefix = 0u64;
-        for (i, &b) in s.as_bytes().iter().take(8).enumerate() {
-            prefix |= u64::from(b) << (56 - 8 * i);
-        }
+        let b = s.as_bytes();
+        let prefix = match b.first_chunk::<8>() {
+            Some(first) => u64::from_be_bytes(*first),
+            None => {
+                let mut w = [0u8; 8];
+                for (slot, &c) in w.iter_mut().zip(b) {
+                    *slot = c;
+                }
+                u64::from_be_bytes(w)
+            }
+        };
         Self {
             len: s.len(),
             prefix,

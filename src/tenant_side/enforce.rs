@@ -508,6 +508,51 @@ fn install_snapshot(
 }
 
 /// Rows read per cursor fetch by [`check_rows`].
+/// What [`check_rows`] found so far.
+#[derive(Default)]
+struct Tally {
+    checked: i64,
+    violations: i64,
+    sample: Vec<serde_json::Value>,
+}
+
+/// Validates every row of one fetched batch (`id::text, custom_fields`), read in place as the
+/// trigger reads it (any depth, exact numbers); the first `sample_size` violating rows are
+/// kept with their errors. A detoasted copy is freed as soon as its row is checked.
+fn check_batch(
+    batch: &mut pgrx::spi::SpiTupleTable,
+    entity: &fields::CompiledEntity,
+    sample_size: usize,
+    tally: &mut Tally,
+) -> Result<(), pgrx::spi::Error> {
+    while batch.next().is_some() {
+        tally.checked += 1;
+        let mut short: super::tuple::ShortBuf = [0; 33];
+        let datum = batch.get_datum_by_ordinal(2)?;
+        // SAFETY: a non-null jsonb column value of the current row, valid until the batch is
+        // freed; made readable in `short` or a palloc'd copy.
+        let readable = datum.map(|d| unsafe { super::tuple::readable_varlena(d, &mut short) });
+        // SAFETY: a readable (4-byte header, uncompressed) jsonb, alive until below.
+        let doc = readable.map(|p| unsafe { Jb::root(p as *mut pg_sys::Jsonb) });
+        let outcome = fields::validate_document(entity, doc, Operation::Update);
+        if let (Some(d), Some(p)) = (datum, readable) {
+            if p != d.cast_mut_ptr() && p != short.as_mut_ptr() as *mut pg_sys::varlena {
+                // SAFETY: p was palloc'd by pg_detoast_datum and nothing refers to it any
+                // more (`outcome`'s errors own their strings).
+                unsafe { pg_sys::pfree(p as *mut std::ffi::c_void) };
+            }
+        }
+        if !outcome.errors.is_empty() {
+            tally.violations += 1;
+            if tally.sample.len() < sample_size {
+                let id = batch.get::<String>(1)?.unwrap_or_default();
+                tally.sample.push(serde_json::json!({"id": id, "errors": fields::errors_to_json(&outcome.errors)}));
+            }
+        }
+    }
+    Ok(())
+}
+
 const CHECK_BATCH: i64 = 1000;
 
 /// Checks the rows of `entity_table` in this (tenant) database against `snapshot` (the
@@ -542,48 +587,23 @@ fn check_rows(entity_table: &str, snapshot: JsonbArg, sample_size: i32) -> JsonB
     );
     let (checked, violations, sample) = Spi::connect(|c| {
         let mut cursor = c.open_cursor(&q, &[]);
-        let (mut checked, mut violations, mut sample) = (0i64, 0i64, Vec::new());
+        let mut tally = Tally::default();
         loop {
-            let mut batch = cursor.fetch(CHECK_BATCH)?;
-            if batch.is_empty() {
-                break;
-            }
-            while batch.next().is_some() {
-                checked += 1;
-                // Read in place, as the trigger does: any depth, exact numbers.
-                let mut short: super::tuple::ShortBuf = [0; 33];
-                let datum = batch.get_datum_by_ordinal(2)?;
-                // SAFETY: a non-null jsonb column value of the current row, valid until the
-                // batch is freed; made readable in `short` or a palloc'd copy.
-                let readable = datum.map(|d| unsafe { super::tuple::readable_varlena(d, &mut short) });
-                // SAFETY: a readable (4-byte header, uncompressed) jsonb, alive until below.
-                let doc = readable.map(|p| unsafe { Jb::root(p as *mut pg_sys::Jsonb) });
-                let outcome = fields::validate_document(entity, doc, Operation::Update);
-                if let (Some(d), Some(p)) = (datum, readable) {
-                    // a detoasted copy is freed at once: a million rows must not accumulate
-                    // a million copies in the function's memory context
-                    if p != d.cast_mut_ptr() && p != short.as_mut_ptr() as *mut pg_sys::varlena {
-                        // SAFETY: p was palloc'd by pg_detoast_datum and nothing refers to it
-                        // any more (`doc` and `outcome` hold no pointer into it past here:
-                        // errors own their strings).
-                        unsafe { pg_sys::pfree(p as *mut std::ffi::c_void) };
-                    }
-                }
-                if !outcome.errors.is_empty() {
-                    violations += 1;
-                    if sample.len() < sample_size.max(0) as usize {
-                        let id = batch.get::<String>(1)?.unwrap_or_default();
-                        sample.push(serde_json::json!({"id": id, "errors": fields::errors_to_json(&outcome.errors)}));
-                    }
-                }
-            }
-            drop(batch);
+            let found = {
+                let mut batch = cursor.fetch(CHECK_BATCH)?;
+                let found = !batch.is_empty();
+                check_batch(&mut batch, entity, sample_size.max(0) as usize, &mut tally)?;
+                found
+            };
             // pgrx leaves fetched tuple tables to SPI_finish: free this batch's now, or every
             // row of the table would stay in memory until the end of the call.
-            // SAFETY: SPI_tuptable is the batch just read (dropped above; nothing refers to it).
+            // SAFETY: SPI_tuptable is the batch just read (out of scope: nothing refers to it).
             unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
+            if !found {
+                break;
+            }
         }
-        Ok::<_, pgrx::spi::Error>((checked, violations, sample))
+        Ok::<_, pgrx::spi::Error>((tally.checked, tally.violations, tally.sample))
     })
     .or_raise("checking rows");
     JsonB(serde_json::json!({

@@ -90,5 +90,40 @@ pub unsafe extern "C-unwind" fn messiah_ddl_guard(
         .hint("Drop the tenants first with messiah_drop_tenant() (keep_database => true keeps their data), then drop the extension.")
         .raise();
     }
+    lock_catalog();
     pg_sys::Datum::from(0)
+}
+
+/// Takes ACCESS EXCLUSIVE on every table of schema messiah at once, before the drop locks
+/// them one by one in its own order: the executor worker reads them in another order, and the
+/// two deadlocked. All at once means NOWAIT (a wait while holding some would deadlock the same
+/// way), retried every 20 ms for up to 10 s: the executor's transactions are short. Errors:
+/// 55P03 if the tables stayed locked that long.
+fn lock_catalog() {
+    let tables = crate::spi::column::<String>(
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+         WHERE n.nspname OPERATOR(pg_catalog.=) 'messiah' AND c.relkind IN ('r', 'p') ORDER BY c.oid",
+        &[],
+    );
+    if tables.is_empty() {
+        return;
+    }
+    let sql = format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT",
+        tables.join(", ")
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match crate::spi::in_subtransaction(|| crate::spi::run(&sql, &[])) {
+            Ok(()) => return,
+            Err(e)
+                if e.code == Code::ERRCODE_LOCK_NOT_AVAILABLE
+                    && std::time::Instant::now() < deadline =>
+            {
+                crate::spi::sleep_ms(20)
+            }
+            Err(e) => e.raise(),
+        }
+    }
 }

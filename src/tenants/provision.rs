@@ -47,19 +47,21 @@ pub struct Database {
     pub name: String,
     pub comment: Option<String>,
     pub is_template: bool,
+    /// `datallowconn`: templates are built with connections allowed, then closed to them.
+    pub allow_connections: bool,
     pub size_bytes: Option<i64>,
 }
 
 const LIST_DATABASES: &str =
     "SELECT datname::text, pg_catalog.shobj_description(oid, 'pg_database'), \
-     datistemplate::text, pg_catalog.pg_database_size(oid)::text \
+     datistemplate::text, pg_catalog.pg_database_size(oid)::text, datallowconn::text \
      FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.~~) $1 ORDER BY datname";
 
 /// The databases of `server` whose names match the LIKE `pattern`, with their comments and
 /// sizes. On the local cluster this reads the shared catalog directly (no connection).
 pub fn list_databases(server: &Server, pattern: &str) -> Result<Vec<Database>, Error> {
     let rows = if server.is_local() {
-        crate::spi::text_rows(LIST_DATABASES, &[pattern.into()], 4)
+        crate::spi::text_rows(LIST_DATABASES, &[pattern.into()], 5)
     } else {
         remote::query_or_error(&server.maintenance(), LIST_DATABASES, &[Some(pattern)])?.rows
     };
@@ -72,6 +74,7 @@ pub fn list_databases(server: &Server, pattern: &str) -> Result<Vec<Database>, E
                 comment: t(1),
                 is_template: t(2).as_deref() == Some("true"),
                 size_bytes: t(3).and_then(|s| s.parse().ok()),
+                allow_connections: t(4).as_deref() != Some("false"),
             }
         })
         .collect())

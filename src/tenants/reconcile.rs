@@ -345,7 +345,10 @@ fn stale_templates(server: &Server, repair: bool) -> Result<Vec<Drift>, Error> {
     let current = provision::template_name();
     let mut out = Vec::new();
     for db in provision::list_databases(server, "messiah\\_template\\_%")? {
-        let stale = db.is_template
+        // A template of another build; or one whose repair was interrupted after IS_TEMPLATE
+        // was cleared (closed to connections, which a template is not while being built:
+        // builds run connected, and a fresh rename is not yet closed).
+        let stale = (db.is_template || !db.allow_connections)
             && db.name != current
             && !db
                 .name
@@ -356,13 +359,19 @@ fn stale_templates(server: &Server, repair: bool) -> Result<Vec<Drift>, Error> {
             continue;
         }
         let action = if repair {
-            remote::execute_or_error(
+            let unmarked = remote::execute(
                 &server.maintenance(),
                 &format!(
                     "ALTER DATABASE {} WITH IS_TEMPLATE false",
                     crate::ident::quote_ident(&db.name)
                 ),
-            )?;
+            );
+            if let Err(e) = unmarked {
+                // dropped meanwhile by another repair: nothing left to do
+                if provision::find_database(server, &db.name)?.is_some() {
+                    return Err(e.into_error(&server.maintenance().describe()));
+                }
+            }
             provision::force_drop(server, &db.name)?;
             "dropped".to_string()
         } else {

@@ -247,9 +247,18 @@ fn deeply_nested_documents_are_clean_errors_or_handled() {
 #[test]
 fn reconcile_drops_templates_of_earlier_builds_only() {
     let mut c = admin_db("messiah_it_h_tpl");
+    // a leftover of an interrupted run is a template: unmark it so that it can be dropped
+    connect("postgres")
+        .batch_execute(
+            "DO $$BEGIN IF EXISTS (SELECT 1 FROM pg_database WHERE datname = 'messiah_template_00000000000000aa') \
+             THEN ALTER DATABASE messiah_template_00000000000000aa IS_TEMPLATE false; END IF; END$$",
+        )
+        .unwrap();
     drop_db("messiah_template_00000000000000aa");
     connect("postgres")
-        .batch_execute("CREATE DATABASE messiah_template_00000000000000aa IS_TEMPLATE true")
+        .batch_execute(
+            "CREATE DATABASE messiah_template_00000000000000aa IS_TEMPLATE true ALLOW_CONNECTIONS false",
+        )
         .unwrap();
     // a template in use: the current one, built by this tenant's creation
     c.execute(

@@ -172,7 +172,8 @@ fn restore_on_the_same_cluster_is_complete_and_inert_until_takeover() {
         "SELECT messiah_define_field('it_rs_a', 'clients', 'other', 'text', 'Other')",
     )
     .unwrap();
-    let r = json(&mut orig, "messiah_run_pending()");
+    // (waiting: the executor, woken at that commit, may be running the push right now)
+    let r = json(&mut orig, "messiah_run_pending(wait_ms => 10000)");
     assert_eq!(r["failed"], 1, "{r}");
     assert!(
         r["actions"][0]["outcome"]

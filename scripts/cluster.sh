@@ -6,6 +6,7 @@
 #   cluster.sh env               print the export lines
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BASE=${MESSIAH_CLUSTER_DIR:-/tmp/messiah-cluster}
 PORT=${MESSIAH_PORT:-28815}
 ADMIN_DB=${MESSIAH_ADMIN_DB:-messiah_admin}
@@ -33,6 +34,11 @@ start)
     fi
     if [ ! -f "$DATA/PG_VERSION" ]; then
         as_pg "$BIN/initdb" -D "$DATA" -U postgres -E UTF8 --locale=C.UTF-8 -A trust >/dev/null
+        # Tenant application roles (README "Tenant roles") log in with their password, into
+        # their own database only; initdb's trust lines below serve the postgres superuser.
+        { cat "$ROOT/scripts/pg_hba_tenants.conf"; cat "$DATA/pg_hba.conf"; } >"$DATA/pg_hba.conf.new"
+        mv "$DATA/pg_hba.conf.new" "$DATA/pg_hba.conf"
+        chown postgres:postgres "$DATA/pg_hba.conf"
         cat >>"$DATA/postgresql.conf" <<CONF
 port = $PORT
 listen_addresses = ''

@@ -18,6 +18,12 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
         'server', (SELECT s.name FROM messiah.servers s WHERE s.id = t.server_id),
         'lifecycle', t.lifecycle,
         'snapshot_version', t.snapshot_version,
+        'connector_type', t.connector_type,
+        'roles', jsonb_build_object('application', t.database_name, 'owner', t.owner_role),
+        'limits', jsonb_build_object(
+            'statement_timeout_ms', t.statement_timeout_ms,
+            'connection_limit', t.connection_limit,
+            'temp_file_limit_kb', t.temp_file_limit_kb),
         'created_at', t.created_at,
         'updated_at', t.updated_at,
         'supabase', (

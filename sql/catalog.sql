@@ -98,7 +98,25 @@ CREATE TABLE messiah.tenants (
     -- the installation that manages this tenant (a restored copy's rows name the original)
     installation_id uuid NOT NULL DEFAULT messiah.installation_id(),
     -- the (sub)transaction that inserted the row, as named in the database's marker
-    creating_xid    xid8
+    creating_xid    xid8,
+    -- how the tenant's database is reached (the original design's connector types):
+    -- postgres = a database messiah provisioned on a registered server
+    connector_type  text NOT NULL DEFAULT 'postgres'
+                    CONSTRAINT tenants_connector_type CHECK (connector_type IN ('postgres')),
+    -- limits of the tenant's application role (NULL: the server's own setting)
+    statement_timeout_ms integer DEFAULT 30000
+                    CONSTRAINT tenants_statement_timeout CHECK (statement_timeout_ms > 0),
+    connection_limit integer NOT NULL DEFAULT 20
+                    CONSTRAINT tenants_connection_limit CHECK (connection_limit >= -1),
+    temp_file_limit_kb bigint DEFAULT 1048576
+                    CONSTRAINT tenants_temp_file_limit CHECK (temp_file_limit_kb >= -1),
+    -- the application role's password is derived (never stored) from key credential_key_id
+    -- of messiah.key_file and this version; a rotation bumps the version
+    credential_version integer NOT NULL DEFAULT 1,
+    credential_key_id text,
+    -- the tenant's roles on its server: the application role (LOGIN) is named like its
+    -- database; the owner role (NOLOGIN) owns the tenant's tables
+    owner_role      text NOT NULL GENERATED ALWAYS AS ('owner_' || tenant_id) STORED
 );
 CREATE INDEX tenants_status_idx ON messiah.tenants (status);
 CREATE INDEX tenants_slug_idx ON messiah.tenants (slug);
@@ -166,7 +184,7 @@ COMMENT ON TABLE messiah.extension_field_definitions IS
 CREATE TABLE messiah.outbox (
     id              bigserial PRIMARY KEY,
     action          text NOT NULL CONSTRAINT outbox_action
-                    CHECK (action IN ('drop_database', 'push_snapshot', 'claim_database')),
+                    CHECK (action IN ('drop_database', 'push_snapshot', 'claim_database', 'apply_roles')),
     tenant_id       text NOT NULL,
     server_id       bigint NOT NULL,
     database_name   text NOT NULL,
@@ -179,7 +197,7 @@ CREATE TABLE messiah.outbox (
 CREATE INDEX outbox_due_idx ON messiah.outbox (next_attempt_at);
 CREATE INDEX outbox_tenant_idx ON messiah.outbox (tenant_id, action);
 COMMENT ON TABLE messiah.outbox IS
-  'Remote actions committed with a catalog change and carried out after COMMIT (drop_database, push_snapshot, claim_database).';
+  'Remote actions committed with a catalog change and carried out after COMMIT (drop_database, push_snapshot, claim_database, apply_roles).';
 
 -- Databases kept by messiah_drop_tenant(keep_database => true): no longer tenants, but
 -- not orphans either, so messiah_reconcile(repair => true) leaves them alone.

@@ -56,4 +56,30 @@ CREATE FUNCTION messiah.validate_local(entity_table text, custom_fields jsonb)
 COMMENT ON FUNCTION messiah.validate_local(text, jsonb) IS
   'Validates custom_fields of entity_table against this database''s installed copy (INSERT semantics); returns the jsonb array of errors.';
 
+-- JSON Merge Patch (RFC 7396) of jsonb values, for routed updates of custom_fields
+-- (messiah_tenant_update): objects merge recursively, null removes a key, anything else
+-- replaces. The tenant's application role may execute it (granted per tenant).
+CREATE FUNCTION messiah.jsonb_merge_patch(target jsonb, patch jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    k text;
+    v jsonb;
+    result jsonb;
+BEGIN
+    IF patch IS NULL OR jsonb_typeof(patch) <> 'object' THEN
+        RETURN patch;
+    END IF;
+    result := CASE WHEN jsonb_typeof(target) = 'object' THEN target ELSE '{}'::jsonb END;
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(patch) e LOOP
+        IF jsonb_typeof(v) = 'null' THEN
+            result := result - k;
+        ELSE
+            result := jsonb_set(result, ARRAY[k], messiah.jsonb_merge_patch(result -> k, v));
+        END IF;
+    END LOOP;
+    RETURN result;
+END $$;
+COMMENT ON FUNCTION messiah.jsonb_merge_patch(jsonb, jsonb) IS
+  'JSON Merge Patch (RFC 7396): target patched by patch. Used by routed updates to merge custom_fields.';
+
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA messiah FROM PUBLIC;

@@ -32,6 +32,14 @@ pub static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 /// database may wait for older transactions before it gives up (and is retried later).
 pub static INDEX_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 
+/// `messiah.route_max_rows`: rows a routed call (`messiah_tenant_query`, ...) may return;
+/// past it the remote statement is cancelled and the call fails with 54000.
+pub static ROUTE_MAX_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
+/// `messiah.route_max_bytes`: bytes (of the values' text) a routed call may return; past it,
+/// as past `route_max_rows`.
+pub static ROUTE_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 << 20);
+
 /// `messiah.key_file`: path of the file holding the secret keys (see `secrets`).
 /// Superuser-only (PGC_SUSET and hidden from other roles): set it in postgresql.conf, or per
 /// database with ALTER DATABASE ... SET as a superuser.
@@ -141,6 +149,22 @@ pub fn register() {
         (10, 3_600_000),
         GucContext::Suset,
         true,
+    );
+    int(
+        c"messiah.route_max_rows",
+        c"Rows a routed call (messiah_tenant_query, _insert, _update) may return; past it the remote statement is cancelled (54000).",
+        &ROUTE_MAX_ROWS,
+        (1, i32::MAX),
+        GucContext::Suset,
+        false,
+    );
+    int(
+        c"messiah.route_max_bytes",
+        c"Bytes (of the values' text form) a routed call may return; past it the remote statement is cancelled (54000).",
+        &ROUTE_MAX_BYTES,
+        (1024, i32::MAX),
+        GucContext::Suset,
+        false,
     );
     GucRegistry::define_string_guc(
         c"messiah.key_file",

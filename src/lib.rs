@@ -24,6 +24,7 @@ mod fields_admin;
 mod guc;
 mod jsonarg;
 mod remote;
+mod routing;
 mod secrets;
 mod security;
 mod shim;

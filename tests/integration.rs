@@ -26,6 +26,8 @@ mod privileged;
 mod reconcile;
 #[path = "integration/restore.rs"]
 mod restore;
+#[path = "integration/routing.rs"]
+mod routing;
 #[path = "integration/rpc.rs"]
 mod rpc;
 #[path = "integration/security.rs"]

@@ -31,7 +31,7 @@ pub use self::define::{
 pub use self::domain::{base_columns, ENTITY_TABLES};
 pub use self::formats::is_email;
 pub use self::validate::{
-    apply_fields, errors_detail, errors_to_json, validate_document, violation_count, FieldError,
-    Operation, Outcome, MAX_ERRORS,
+    apply_fields, errors_detail, errors_to_json, split_record, validate_document, violation_count,
+    FieldError, Operation, Outcome, MAX_ERRORS,
 };
 pub use self::view::{jsonb_key_order, JsonView, Kind};

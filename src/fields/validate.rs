@@ -687,8 +687,42 @@ pub fn errors_detail(errors: &[FieldError]) -> String {
 /// validated with Insert semantics (unknown keys already inside it follow
 /// the policy too). Returns the new record, or every error.
 pub fn apply_fields(entity: &CompiledEntity, record: &Value) -> Result<Value, Vec<FieldError>> {
+    let (mut out, custom, mut errors) = split_record(entity, record);
+    let mut custom_value = Value::Object(custom);
+    let outcome = validate_document(entity, Some(&custom_value), Operation::Insert);
+    errors.extend(outcome.errors);
+    if !errors.is_empty() {
+        sort_errors(&mut errors);
+        cap_errors(&mut errors, 0);
+        return Err(errors);
+    }
+    if let Value::Object(custom) = &mut custom_value {
+        for k in &outcome.strip_keys {
+            custom.remove(k);
+        }
+        if outcome.add_defaults {
+            entity.apply_defaults(custom);
+        }
+    }
+    out.insert("custom_fields".to_owned(), custom_value);
+    Ok(Value::Object(out))
+}
+
+/// The first half of [`apply_fields`], for partial records (a routed update): splits a flat
+/// record into its base columns and its `custom_fields` (the defined fields given at the top
+/// level, merged over a `custom_fields` object given; other keys by the unknown-field policy),
+/// without validating the fields or adding defaults. The errors are the record's shape and
+/// unknown keys (policy reject).
+pub fn split_record(
+    entity: &CompiledEntity,
+    record: &Value,
+) -> (Map<String, Value>, Map<String, Value>, Vec<FieldError>) {
     let Value::Object(rec) = record else {
-        return Err(vec![not_object("record", (&record).kind())]);
+        return (
+            Map::new(),
+            Map::new(),
+            vec![not_object("record", (&record).kind())],
+        );
     };
     let base = base_columns(&entity.entity_table).unwrap_or(&[]);
     let mut errors = Vec::new();
@@ -719,22 +753,5 @@ pub fn apply_fields(entity: &CompiledEntity, record: &Value) -> Result<Value, Ve
             }
         }
     }
-    let mut custom_value = Value::Object(custom);
-    let outcome = validate_document(entity, Some(&custom_value), Operation::Insert);
-    errors.extend(outcome.errors);
-    if !errors.is_empty() {
-        sort_errors(&mut errors);
-        cap_errors(&mut errors, 0);
-        return Err(errors);
-    }
-    if let Value::Object(custom) = &mut custom_value {
-        for k in &outcome.strip_keys {
-            custom.remove(k);
-        }
-        if outcome.add_defaults {
-            entity.apply_defaults(custom);
-        }
-    }
-    out.insert("custom_fields".to_owned(), custom_value);
-    Ok(Value::Object(out))
+    (out, custom, errors)
 }

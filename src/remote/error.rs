@@ -27,6 +27,12 @@ pub enum RemoteError {
     /// Every external file descriptor of this backend is in use.
     #[error("out of file descriptors for remote connections")]
     NoFileDescriptor,
+    /// A routed statement's result passed a cap (`messiah.route_max_rows` / `_bytes`).
+    #[error("the result has more than {limit} {what}")]
+    Limit { what: &'static str, limit: u64 },
+    /// A routed statement ran past the tenant's statement timeout and was cancelled.
+    #[error("canceling statement on server \"{server}\" due to the tenant's statement timeout ({ms} ms)")]
+    Timeout { server: String, ms: u128 },
 }
 
 impl RemoteError {
@@ -36,9 +42,13 @@ impl RemoteError {
         match self {
             RemoteError::Connect { .. } | RemoteError::Lost { .. } => true,
             RemoteError::Server { sqlstate, .. } => {
-                sqlstate.starts_with("08") || sqlstate == "57P01" || sqlstate == "57P02"
+                // 08P01 (a bind message that does not fit the statement) leaves the
+                // connection usable
+                (sqlstate.starts_with("08") && sqlstate != "08P01")
+                    || sqlstate == "57P01"
+                    || sqlstate == "57P02"
             }
-            RemoteError::NoFileDescriptor => false,
+            RemoteError::NoFileDescriptor | RemoteError::Limit { .. } | RemoteError::Timeout { .. } => false,
         }
     }
 
@@ -68,6 +78,15 @@ impl RemoteError {
             }
             e @ RemoteError::NoFileDescriptor => Error::new(Code::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED, e.to_string())
                 .hint("Lower messiah.max_remote_connections or raise max_files_per_process."),
+            e @ RemoteError::Limit { what, .. } => Error::new(Code::ERRCODE_PROGRAM_LIMIT_EXCEEDED, e.to_string())
+                .detail("The remote statement was cancelled; nothing was returned.")
+                .hint(if what == "rows" {
+                    "Add a LIMIT, or raise messiah.route_max_rows."
+                } else {
+                    "Select fewer or smaller columns, or raise messiah.route_max_bytes."
+                }),
+            e @ RemoteError::Timeout { .. } => Error::new(Code::ERRCODE_QUERY_CANCELED, e.to_string())
+                .hint("The tenant's statement_timeout is set by messiah_set_tenant_limits()."),
         };
         e.context(context)
     }

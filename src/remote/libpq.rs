@@ -261,6 +261,23 @@ impl Conn {
         self.collect(server)
     }
 
+    /// The SCRAM-SHA-256 verifier of `password` for role `user`, computed here by libpq
+    /// (`PQencryptPasswordConn`), so that `ALTER ROLE ... PASSWORD` carries no password: the
+    /// server's log and `pg_stat_statements` see only the verifier. `None` if libpq failed.
+    pub fn scram_verifier(&mut self, password: &str, user: &str) -> Option<String> {
+        let (p, u, alg) = (cstring(password), cstring(user), cstring("scram-sha-256"));
+        // SAFETY: the strings outlive the call; the result is freed with PQfreemem.
+        unsafe {
+            let out = pq::PQencryptPasswordConn(self.raw.as_ptr(), p.as_ptr(), u.as_ptr(), alg.as_ptr());
+            if out.is_null() {
+                return None;
+            }
+            let v = CStr::from_ptr(out).to_string_lossy().into_owned();
+            pq::PQfreemem(out as *mut std::ffi::c_void);
+            Some(v)
+        }
+    }
+
     fn lost(&self, server: &str) -> RemoteError {
         RemoteError::Lost {
             server: server.into(),
@@ -268,42 +285,122 @@ impl Conn {
         }
     }
 
+    /// Runs one statement for a routed call: parameters with their types (0 = let the
+    /// server infer), rows read one at a time (libpq's single-row mode) so that `caps` stop a
+    /// result that is too large before it is in memory, and a deadline after which the remote
+    /// statement is cancelled. Errors: [`RemoteError::Limit`] (54000), [`RemoteError::Timeout`]
+    /// (57014), or the server's.
+    pub fn query_capped(
+        &mut self,
+        sql: &str,
+        params: &[Param],
+        caps: &Caps,
+        server: &str,
+    ) -> Result<Rows, RemoteError> {
+        let c_sql = cstring(sql);
+        let values: Vec<Option<CString>> = params
+            .iter()
+            .map(|p| p.value.as_deref().map(cstring))
+            .collect();
+        let ptrs: Vec<*const std::ffi::c_char> = values
+            .iter()
+            .map(|v| v.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()))
+            .collect();
+        let types: Vec<pq::Oid> = params.iter().map(|p| p.type_oid).collect();
+        // SAFETY: the query, values and types outlive the call; text format throughout.
+        let sent = unsafe {
+            pq::PQsendQueryParams(
+                self.raw.as_ptr(),
+                c_sql.as_ptr(),
+                ptrs.len() as i32,
+                if types.is_empty() { std::ptr::null() } else { types.as_ptr() },
+                if ptrs.is_empty() { std::ptr::null() } else { ptrs.as_ptr() },
+                std::ptr::null(),
+                std::ptr::null(),
+                0,
+            )
+        };
+        if sent == 0 {
+            return Err(self.lost(server));
+        }
+        // SAFETY: called right after sending, as libpq requires.
+        unsafe { pq::PQsetSingleRowMode(self.raw.as_ptr()) };
+        self.collect_with(server, Some(caps))
+    }
+
     /// Reads every result of the statement just sent, waiting on latch and socket; keeps the
     /// last row set and the first error. On an interrupt (cancel, terminate) the remote
     /// statement is cancelled and the connection poisoned.
     fn collect(&mut self, server: &str) -> Result<Rows, RemoteError> {
+        self.collect_with(server, None)
+    }
+
+    /// [`Conn::collect`], enforcing `caps` when given: past a cap or the deadline the remote
+    /// statement is cancelled, the rest of its results are read and discarded, and the cap's
+    /// error replaces whatever the cancel produced.
+    fn collect_with(&mut self, server: &str, caps: Option<&Caps>) -> Result<Rows, RemoteError> {
         let raw = self.raw.as_ptr();
-        let sock = self.socket();
         let mut guard = CancelOnUnwind {
             conn: raw,
             armed: true,
         };
+        let deadline = caps.and_then(|c| c.timeout).map(|t| Instant::now() + t);
         let mut out = Rows::default();
+        let mut bytes = 0u64;
         let mut error: Option<RemoteError> = None;
+        let mut stopped: Option<RemoteError> = None;
         loop {
-            // SAFETY: raw is live; PQisBusy/PQconsumeInput do not block.
-            while unsafe { pq::PQisBusy(raw) } != 0 {
-                wait_socket(sock, true, false, None);
-                if unsafe { pq::PQconsumeInput(raw) } == 0 {
+            let wait_until = if stopped.is_none() { deadline } else { None };
+            let res = match self.next_result(wait_until) {
+                Next::Result(r) => r,
+                Next::Done => break,
+                Next::TimedOut => {
+                    cancel(raw);
+                    let ms = caps.and_then(|c| c.timeout).unwrap_or_default().as_millis();
+                    stopped = Some(RemoteError::Timeout { server: server.into(), ms });
+                    continue;
+                }
+                Next::Lost => {
                     guard.armed = false;
                     self.poisoned = true;
                     return Err(self.lost(server));
                 }
-            }
-            // SAFETY: not busy, so PQgetResult does not block.
-            let res = unsafe { pq::PQgetResult(raw) };
-            if res.is_null() {
-                break;
-            }
-            let result = ResultGuard(res);
-            // SAFETY: res is a live PGresult until `result` drops.
-            let status = unsafe { pq::PQresultStatus(res) };
+            };
+            // SAFETY: res is a live PGresult until it drops.
+            let status = unsafe { pq::PQresultStatus(res.0) };
             match status {
+                pq::ExecStatusType::PGRES_SINGLE_TUPLE if stopped.is_none() => {
+                    let row = res.rows();
+                    if out.columns.is_empty() {
+                        out.columns = row.columns;
+                        out.types = row.types;
+                    }
+                    for r in row.rows {
+                        bytes += r.iter().flatten().map(|v| v.len() as u64).sum::<u64>();
+                        out.rows.push(r);
+                    }
+                    if let Some(c) = caps {
+                        if let Some(e) = c.exceeded(out.rows.len() as u64, bytes) {
+                            cancel(raw);
+                            stopped = Some(e);
+                        }
+                    }
+                }
+                pq::ExecStatusType::PGRES_SINGLE_TUPLE => {}
                 pq::ExecStatusType::PGRES_TUPLES_OK | pq::ExecStatusType::PGRES_COMMAND_OK => {
-                    out = result.rows();
+                    let last = res.rows();
+                    if caps.is_none() {
+                        out = last;
+                    } else {
+                        if out.columns.is_empty() {
+                            out.columns = last.columns;
+                            out.types = last.types;
+                        }
+                        out.affected = last.affected;
+                    }
                 }
                 pq::ExecStatusType::PGRES_EMPTY_QUERY => {}
-                _ if error.is_none() => error = Some(result.error(server, self)),
+                _ if error.is_none() => error = Some(res.error(server, self)),
                 _ => {}
             }
         }
@@ -312,9 +409,83 @@ impl Conn {
         if unsafe { pq::PQstatus(raw) } != pq::ConnStatusType::CONNECTION_OK {
             self.poisoned = true;
         }
-        match error {
+        match stopped.or(error) {
             Some(e) => Err(e),
             None => Ok(out),
+        }
+    }
+
+    /// The next result of the statement in flight, waiting on latch and socket (until
+    /// `deadline`, if given).
+    fn next_result(&mut self, deadline: Option<Instant>) -> Next {
+        let raw = self.raw.as_ptr();
+        let sock = self.socket();
+        // SAFETY: raw is live; PQisBusy/PQconsumeInput do not block.
+        while unsafe { pq::PQisBusy(raw) } != 0 {
+            if !wait_socket(sock, true, false, deadline) {
+                return Next::TimedOut;
+            }
+            if unsafe { pq::PQconsumeInput(raw) } == 0 {
+                return Next::Lost;
+            }
+        }
+        // SAFETY: not busy, so PQgetResult does not block.
+        let res = unsafe { pq::PQgetResult(raw) };
+        if res.is_null() {
+            Next::Done
+        } else {
+            Next::Result(ResultGuard(res))
+        }
+    }
+}
+
+/// One step of reading a statement's results.
+enum Next {
+    Result(ResultGuard),
+    Done,
+    TimedOut,
+    Lost,
+}
+
+/// A statement parameter: its text value (`None` = NULL) and type OID (0: the server infers
+/// it, as for an untyped literal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    pub value: Option<String>,
+    pub type_oid: u32,
+}
+
+/// Caps on a routed statement: rows and bytes (of text values) returned, and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caps {
+    pub max_rows: u64,
+    pub max_bytes: u64,
+    pub timeout: Option<Duration>,
+}
+
+impl Caps {
+    /// The error for a result of `rows` rows and `bytes` bytes, if it is over a cap.
+    fn exceeded(&self, rows: u64, bytes: u64) -> Option<RemoteError> {
+        if rows > self.max_rows {
+            Some(RemoteError::Limit { what: "rows", limit: self.max_rows })
+        } else if bytes > self.max_bytes {
+            Some(RemoteError::Limit { what: "bytes", limit: self.max_bytes })
+        } else {
+            None
+        }
+    }
+}
+
+/// Asks the server to cancel the statement in flight on `conn` (libpq's PQcancel, over its own
+/// connection; a failure to deliver is ignored: the statement then simply runs to its end).
+fn cancel(conn: *mut pq::PGconn) {
+    // SAFETY: conn is a live PGconn; PQcancel writes at most 256 bytes into errbuf.
+    unsafe {
+        let c = pq::PQgetCancel(conn);
+        if !c.is_null() {
+            let mut errbuf = [0 as std::ffi::c_char; 256];
+            pq::PQcancel(c, errbuf.as_mut_ptr(), errbuf.len() as i32);
+            pq::PQfreeCancel(c);
         }
     }
 }
@@ -342,16 +513,8 @@ impl Drop for CancelOnUnwind {
         if !self.armed {
             return;
         }
-        // SAFETY: conn is live (the Conn outlives this guard); PQcancel uses its own socket
-        // and writes at most 256 bytes into errbuf.
-        unsafe {
-            let cancel = pq::PQgetCancel(self.conn);
-            if !cancel.is_null() {
-                let mut errbuf = [0 as std::ffi::c_char; 256];
-                pq::PQcancel(cancel, errbuf.as_mut_ptr(), errbuf.len() as i32);
-                pq::PQfreeCancel(cancel);
-            }
-        }
+        // the Conn outlives this guard, so conn is live
+        cancel(self.conn);
     }
 }
 

@@ -17,8 +17,8 @@ mod pool;
 mod servers_api;
 
 pub use error::RemoteError;
-pub use libpq::{Conn, Rows};
-pub use pool::{close_database, close_server};
+pub use libpq::{Caps, Conn, Param, Rows};
+pub use pool::{close_all, close_database, close_server};
 
 use crate::err::{Code, Error};
 use crate::ident::Conninfo;
@@ -62,6 +62,7 @@ impl Server {
         Endpoint {
             server: self.clone(),
             database: database.to_string(),
+            login: None,
         }
     }
 
@@ -118,11 +119,34 @@ impl Server {
     }
 }
 
-/// A database on a server.
+/// A database on a server, reached as the server's configured user (maintenance) or as a
+/// [`Login`] (a tenant's application role, for routed calls).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub server: Server,
     pub database: String,
+    pub login: Option<Login>,
+}
+
+/// A role and its password, given to libpq as connection parameters (never in a conninfo
+/// string, never stored).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
+    /// Changes when the role's settings change (limits, credential): pooled connections
+    /// opened under other settings are not reused.
+    pub generation: u64,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("generation", &self.generation)
+            .finish()
+    }
 }
 
 impl Endpoint {
@@ -140,6 +164,9 @@ impl Endpoint {
     /// `idle_session_timeout` = `messiah.remote_idle_timeout`, so the remote slot is freed
     /// after that idle time even when this session stays idle (the local handle is then found
     /// closed and reopened at the next use).
+    ///
+    /// With a [`Login`], the connection logs in as that role with its password, and its
+    /// `search_path` is the role's own (it has no rights to pin anything against).
     pub fn params(&self) -> Vec<(String, String)> {
         let mut c = self.server.conninfo.clone();
         c.set("dbname", &self.database);
@@ -147,11 +174,18 @@ impl Endpoint {
         c.set("client_encoding", "UTF8");
         let idle = crate::guc::REMOTE_IDLE_TIMEOUT_MS.get();
         let mut options = c.get("options").unwrap_or("").to_string();
-        options.push_str(&format!(
-            " -c search_path=pg_catalog,pg_temp -c idle_session_timeout={idle}"
-        ));
+        if self.login.is_none() {
+            options.push_str(" -c search_path=pg_catalog,pg_temp");
+        }
+        options.push_str(&format!(" -c idle_session_timeout={idle}"));
         c.set("options", options.trim());
-        c.pairs()
+        let mut pairs = c.pairs();
+        if let Some(login) = &self.login {
+            pairs.retain(|(k, _)| k != "user" && k != "passfile");
+            pairs.push(("user".into(), login.user.clone()));
+            pairs.push(("password".into(), login.password.clone()));
+        }
+        pairs
     }
 }
 

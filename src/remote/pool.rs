@@ -25,6 +25,10 @@ struct Key {
     server_id: i64,
     conninfo: u64,
     database: String,
+    /// The role logged in as (`None`: the server's configured user, for maintenance).
+    user: Option<String>,
+    /// Hash of the password given, so a rotated credential opens a new connection.
+    credential: u64,
 }
 
 impl Key {
@@ -33,6 +37,10 @@ impl Key {
             server_id: ep.server.id,
             conninfo: crate::ident::fnv64(ep.server.conninfo.render().as_bytes()),
             database: ep.database.clone(),
+            user: ep.login.as_ref().map(|l| l.user.clone()),
+            credential: ep.login.as_ref().map_or(0, |l| {
+                crate::ident::fnv64(l.password.as_bytes()) ^ l.generation.rotate_left(1)
+            }),
         }
     }
 }
@@ -123,16 +131,23 @@ pub(super) fn with_conn<R>(
 
 /// Closes this backend's connections to `database` on server `server_id` (before that
 /// database is dropped or renamed, and for `messiah_tenant_disconnect`).
-pub fn close_database(server_id: i64, database: &str) {
+pub fn close_database(server_id: i64, database: &str) -> usize {
+    close_where(|k| k.server_id == server_id && k.database == database)
+}
+
+/// Closes every connection of this backend (`messiah_tenant_disconnect()`).
+pub fn close_all() -> usize {
+    close_where(|_| true)
+}
+
+fn close_where(pred: impl Fn(&Key) -> bool) -> usize {
     let closed: Vec<Slot> = POOL.with(|p| {
         let mut p = p.borrow_mut();
-        let (out, keep): (Vec<Slot>, Vec<Slot>) = p
-            .drain(..)
-            .partition(|s| s.key.server_id == server_id && s.key.database == database);
+        let (out, keep): (Vec<Slot>, Vec<Slot>) = p.drain(..).partition(|s| pred(&s.key));
         *p = keep;
         out
     });
-    drop(closed);
+    closed.len()
 }
 
 /// Closes this backend's connections to server `server_id` (its conninfo changed or it was

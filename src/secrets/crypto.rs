@@ -16,6 +16,22 @@ use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 
+/// A credential derived from a key and a label (HMAC-SHA256, RFC 2104, RustCrypto's `hmac`),
+/// as 43 characters of unpadded base64url: stored nowhere, derived again whenever needed, and
+/// changed by changing the label (a version) or the key. `key_id` names the key of the ring to
+/// use. Errors: [`SecretError::UnknownKey`] when that key is not in the key file.
+pub fn derive(ring: &KeyRing, key_id: &str, label: &str) -> Result<String, SecretError> {
+    use hmac::Mac as _;
+    let key = ring.find(key_id).ok_or_else(|| SecretError::UnknownKey {
+        key_id: key_id.to_string(),
+    })?;
+    let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&key.bytes)
+        .map_err(|_| SecretError::Corrupt)?;
+    mac.update(b"messiah derived credential\0");
+    mac.update(label.as_bytes());
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
 /// Prefix of a sealed secret (format version 1).
 pub const PREFIX: &str = "msk1";
 const NONCE_BYTES: usize = 24;
@@ -240,6 +256,22 @@ mod tests {
             })
         );
         assert_eq!(key_id_of(&s), Some(old.current().id()));
+    }
+
+    #[test]
+    fn derived_credentials_depend_on_key_and_label() {
+        let ring = KeyRing::parse(&format!("{}\n{}", "11".repeat(32), "22".repeat(32))).unwrap();
+        let first = ring.current().id().to_string();
+        let a = derive(&ring, &first, "role a v1").unwrap();
+        assert_eq!(a.len(), 43);
+        assert_eq!(a, derive(&ring, &first, "role a v1").unwrap());
+        assert_ne!(a, derive(&ring, &first, "role a v2").unwrap());
+        let second = Key::new([0x22; 32]).id().to_string();
+        assert_ne!(a, derive(&ring, &second, "role a v1").unwrap());
+        assert!(matches!(
+            derive(&ring, "0000000000000000", "x"),
+            Err(SecretError::UnknownKey { .. })
+        ));
     }
 
     #[test]

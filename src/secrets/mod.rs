@@ -36,6 +36,16 @@ pub fn ring() -> Result<KeyRing, Error> {
     KeyRing::load(&crate::guc::string(&crate::guc::KEY_FILE)).map_err(Error::from)
 }
 
+/// The key ring, or `None` when `messiah.key_file` is not set at all (a key file that is set
+/// but unusable is still an error).
+pub fn ring_if_configured() -> Result<Option<KeyRing>, Error> {
+    match KeyRing::load(&crate::guc::string(&crate::guc::KEY_FILE)) {
+        Ok(r) => Ok(Some(r)),
+        Err(SecretError::NotConfigured) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The secrets messiah stores: (table, key column).
 const SECRET_COLUMNS: [&str; 2] = ["anon_key", "service_key"];
 
@@ -81,9 +91,10 @@ fn messiah_get_secret(tenant_id: Option<&str>, name: Option<&str>) -> String {
 }
 
 /// Re-encrypts every stored secret with the current (first) key of `messiah.key_file`, in
-/// one transaction: all or nothing. Rotation: put a new key on the first line of the key file,
+/// one transaction: all or nothing; and moves every tenant's application-role password to a
+/// new one derived from that key (set on its server after COMMIT). Rotation: put a new key on the first line of the key file,
 /// keep the old one below it, reload, run this, then remove the old key. Returns the number of
-/// secrets re-encrypted. Errors: F0000 no usable key file, or a secret sealed by a key that is
+/// secrets re-encrypted plus credentials moved. Errors: F0000 no usable key file, or a secret sealed by a key that is
 /// no longer in the file (named by its id).
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
@@ -109,6 +120,21 @@ fn messiah_rotate_key() -> i64 {
             "UPDATE messiah.tenant_supabase_configs SET anon_key = $2, service_key = $3 WHERE id = $1::uuid",
             &[id.as_str().into(), sealed[0].as_str().into(), sealed[1].as_str().into()],
         );
+    }
+    // the tenants' application-role passwords derive from a key: moved to the new one (set
+    // on their servers after COMMIT)
+    let current = ring.current().id().to_string();
+    let ids = crate::spi::text_rows_mut(
+        "SELECT tenant_id FROM messiah.tenants WHERE credential_key_id IS DISTINCT FROM $1 \
+           AND lifecycle = 'ready' AND installation_id = messiah.installation_id() FOR UPDATE",
+        &[current.as_str().into()],
+        1,
+    );
+    for id in ids.into_iter().filter_map(|r| r.into_iter().next().flatten()) {
+        if let Some(t) = crate::tenants::catalog::Tenant::find(&id, false) {
+            crate::tenants::access::rotate(&t, &current);
+            n += 1;
+        }
     }
     n
 }

@@ -271,8 +271,10 @@ fn messiah_create_tenant(
     settings: default!(Option<JsonbArg>, "'{}'"),
     config: default!(Option<JsonbArg>, "NULL"),
     server: default!(Option<&str>, "NULL"),
+    connector_type: default!(Option<&str>, "'postgres'"),
 ) -> JsonB {
     outbox::run_in_session();
+    connector_type_arg(connector_type);
     let id = tenant_id_arg(tenant_id);
     let name = required("name", name);
     check(args::check_name("name", name, true));
@@ -342,10 +344,32 @@ fn messiah_create_tenant(
     provision::refuse_existing(&t, &server).or_raise();
     // Build the template now rather than at COMMIT, so its cost and its errors show here.
     provision::ensure_template(&server).or_raise();
+    // its roles are created after COMMIT, once the database exists
+    outbox::enqueue(outbox::Action::ApplyRoles, &t);
     if let Some(c) = config {
         store_config(id.as_str(), c).or_raise();
     }
     tenant_result(id.as_str())
+}
+
+/// The connector types (the original design's `postgres`, `supabase`, `mongodb`): only
+/// `postgres` is provisioned and routed. Errors: 0A000 for any other, before anything is
+/// written.
+fn connector_type_arg(v: Option<&str>) {
+    match v.unwrap_or("postgres") {
+        "postgres" => {}
+        other => Error::new(
+            Code::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("unsupported connector type \"{other}\""),
+        )
+        .detail(match other {
+            "mongodb" => "No MongoDB connector exists: tenant data lives in Postgres databases.",
+            "supabase" => "Supabase projects as tenant databases are not supported yet.",
+            _ => "The connector types are postgres (a database messiah provisions on a registered server).",
+        })
+        .hint("Create the tenant with connector_type => 'postgres'.")
+        .raise(),
+    }
 }
 
 /// The 23505 of a creation that lost to an existing or concurrent tenant.
@@ -546,8 +570,10 @@ fn messiah_update_tenant(tenant_id: Option<&str>, patch: Option<JsonbArg>) -> Js
 }
 
 /// Sets a tenant's status: `active`, `inactive` or `suspended` (the original design's
-/// CHECK). Returns the tenant. Errors: 22023 unknown status, 42704 no such tenant, 55000
-/// managed by another installation.
+/// CHECK). Anything but `active` refuses routed calls at once (55000), and after COMMIT the
+/// tenant's application role can no longer log in and its sessions are ended; messiah's own
+/// maintenance connections still work. `active` again restores access. Returns the tenant.
+/// Errors: 22023 unknown status, 42704 no such tenant, 55000 managed by another installation.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn messiah_set_tenant_status(tenant_id: Option<&str>, status: Option<&str>) -> JsonB {
@@ -561,6 +587,10 @@ fn messiah_set_tenant_status(tenant_id: Option<&str>, status: Option<&str>) -> J
         &[id.as_str().into(), status.as_str().into()],
     );
     catalog::bump_snapshot(&t).or_raise();
+    // after COMMIT: the application role loses (or regains) LOGIN, its sessions are ended
+    if t.lifecycle == "ready" {
+        outbox::enqueue(outbox::Action::ApplyRoles, &t);
+    }
     tenant_result(id.as_str())
 }
 

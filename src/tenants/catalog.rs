@@ -19,10 +19,32 @@ pub struct Tenant {
     /// xid8 of the inserting (sub)transaction, as text.
     pub creating_xid: String,
     pub snapshot_version: i64,
+    /// `postgres` (the one connector type provisioned databases have).
+    pub connector_type: String,
+    /// Role that owns the tenant's tables (NOLOGIN).
+    pub owner_role: String,
+    /// Limits of the application role; `None`: the server's setting.
+    pub limits: Limits,
+    /// The application role's password is derived from this key id and version.
+    pub credential_key_id: Option<String>,
+    pub credential_version: i64,
+}
+
+/// Per-tenant limits (catalog columns), applied to the tenant's application role.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Limits {
+    pub statement_timeout_ms: Option<i64>,
+    /// -1: no limit.
+    pub connection_limit: i64,
+    /// -1: no limit.
+    pub temp_file_limit_kb: Option<i64>,
 }
 
 const COLUMNS: &str = "id::text, tenant_id, database_name, server_id::text, status, lifecycle, \
-                       installation_id::text, coalesce(creating_xid::text, ''), snapshot_version::text";
+                       installation_id::text, coalesce(creating_xid::text, ''), snapshot_version::text, \
+                       connector_type, owner_role, statement_timeout_ms::text, connection_limit::text, \
+                       temp_file_limit_kb::text, credential_key_id, credential_version::text";
+const NCOLUMNS: usize = 16;
 
 fn from_row(r: Vec<Option<String>>) -> Tenant {
     let t = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
@@ -36,6 +58,15 @@ fn from_row(r: Vec<Option<String>>) -> Tenant {
         installation_id: t(6),
         creating_xid: t(7),
         snapshot_version: t(8).parse().unwrap_or(0),
+        connector_type: t(9),
+        owner_role: t(10),
+        limits: Limits {
+            statement_timeout_ms: t(11).parse().ok(),
+            connection_limit: t(12).parse().unwrap_or(-1),
+            temp_file_limit_kb: t(13).parse().ok(),
+        },
+        credential_key_id: r.get(14).cloned().flatten(),
+        credential_version: t(15).parse().unwrap_or(1),
     }
 }
 
@@ -47,9 +78,9 @@ impl Tenant {
             if lock { " FOR UPDATE" } else { "" }
         );
         let rows = if lock {
-            crate::spi::text_rows_mut(&q, &[tenant_id.into()], 9)
+            crate::spi::text_rows_mut(&q, &[tenant_id.into()], NCOLUMNS)
         } else {
-            crate::spi::text_rows(&q, &[tenant_id.into()], 9)
+            crate::spi::text_rows(&q, &[tenant_id.into()], NCOLUMNS)
         };
         rows.into_iter().next().map(from_row)
     }
@@ -59,7 +90,7 @@ impl Tenant {
         crate::spi::text_rows(
             &format!("SELECT {COLUMNS} FROM messiah.tenants WHERE id = $1::uuid"),
             &[row_id.into()],
-            9,
+            NCOLUMNS,
         )
         .into_iter()
         .next()
@@ -73,7 +104,7 @@ impl Tenant {
                 "SELECT {COLUMNS} FROM messiah.tenants WHERE server_id = $1 ORDER BY tenant_id"
             ),
             &[server_id.into()],
-            9,
+            NCOLUMNS,
         )
         .into_iter()
         .map(from_row)

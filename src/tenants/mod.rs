@@ -2,6 +2,7 @@
 //! COMMIT, reconcile/adopt/takeover, and the SQL API over them.
 
 pub mod api;
+pub mod access;
 pub mod args;
 pub mod catalog;
 pub mod indexes;
@@ -9,3 +10,4 @@ pub mod marker;
 pub mod outbox;
 pub mod provision;
 pub mod reconcile;
+pub mod roles;

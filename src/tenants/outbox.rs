@@ -24,6 +24,10 @@
 //!   installation and a transaction that then aborted would make the database look like an
 //!   aborted creation.
 //!
+//! - `apply_roles`: makes the tenant's roles on its server match its catalog row (creation,
+//!   status, limits, credential rotation; see `roles`). The drop action drops them with the
+//!   database.
+//!
 //! A failed action stays queued with its error and is retried with exponential backoff (1 s
 //! doubling to 30 s); `messiah_reconcile()` lists it as `pending_action`.
 
@@ -40,6 +44,7 @@ pub enum Action {
     DropDatabase,
     PushSnapshot,
     ClaimDatabase,
+    ApplyRoles,
 }
 
 impl Action {
@@ -48,6 +53,7 @@ impl Action {
             Action::DropDatabase => "drop_database",
             Action::PushSnapshot => "push_snapshot",
             Action::ClaimDatabase => "claim_database",
+            Action::ApplyRoles => "apply_roles",
         }
     }
 
@@ -56,6 +62,7 @@ impl Action {
             "drop_database" => Some(Action::DropDatabase),
             "push_snapshot" => Some(Action::PushSnapshot),
             "claim_database" => Some(Action::ClaimDatabase),
+            "apply_roles" => Some(Action::ApplyRoles),
             _ => None,
         }
     }
@@ -104,12 +111,25 @@ pub struct Report {
     pub pending: i64,
 }
 
-fn next_item(force: bool, skip: &[i64]) -> Option<Item> {
+/// Which queued actions a run carries out: all, or one tenant's of one kind.
+#[derive(Clone, Copy, Default)]
+struct Filter<'a> {
+    tenant_id: Option<&'a str>,
+    action: Option<Action>,
+}
+
+fn next_item(force: bool, skip: &[i64], filter: Filter) -> Option<Item> {
     let rows = crate::spi::text_rows_mut(
         "SELECT id::text, action, tenant_id, server_id::text, database_name, payload::text FROM messiah.outbox \
          WHERE ($1 OR next_attempt_at <= pg_catalog.clock_timestamp()) AND NOT (id = ANY ($2)) \
+           AND ($3::text IS NULL OR tenant_id = $3) AND ($4::text IS NULL OR action = $4) \
          ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
-        &[force.into(), skip.to_vec().into()],
+        &[
+            force.into(),
+            skip.to_vec().into(),
+            filter.tenant_id.into(),
+            filter.action.map(Action::as_str).into(),
+        ],
         6,
     );
     let r = rows.into_iter().next()?;
@@ -127,9 +147,39 @@ fn next_item(force: bool, skip: &[i64]) -> Option<Item> {
 /// Carries out due actions (every queued one when `force`), each in its own subtransaction
 /// so one failure does not undo the others; a failure is recorded on its row.
 pub fn run(force: bool) -> Report {
+    run_filtered(force, Filter::default())
+}
+
+/// Carries out now the queued `action`s of one tenant, failed ones included (a routed call
+/// needs its roles set up), waiting up to 5 s for one that another session is carrying out.
+pub fn run_for_tenant(tenant_id: &str, action: Action) {
+    let filter = Filter {
+        tenant_id: Some(tenant_id),
+        action: Some(action),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let queued = crate::spi::one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM messiah.outbox WHERE tenant_id = $1 AND action = $2)",
+            &[tenant_id.into(), action.as_str().into()],
+        )
+        .unwrap_or(false);
+        if !queued || std::time::Instant::now() >= deadline {
+            return;
+        }
+        let r = run_filtered(true, filter);
+        if r.done + r.failed == 0 {
+            crate::spi::sleep_ms(50);
+        } else if r.failed > 0 {
+            return;
+        }
+    }
+}
+
+fn run_filtered(force: bool, filter: Filter) -> Report {
     let mut report = Report::default();
     let mut seen = Vec::new();
-    while let Some(item) = next_item(force, &seen) {
+    while let Some(item) = next_item(force, &seen, filter) {
         seen.push(item.id);
         // An Err is raised inside the subtransaction so that its partial work is rolled back.
         let outcome = crate::spi::in_subtransaction(|| execute(&item).or_raise());
@@ -171,6 +221,22 @@ fn execute(item: &Item) -> Result<String, Error> {
         Action::DropDatabase => drop_database(item),
         Action::PushSnapshot => push_snapshot(item),
         Action::ClaimDatabase => claim_database(item),
+        Action::ApplyRoles => apply_roles(item),
+    }
+}
+
+/// All queued role changes of the tenant are served by one [`super::roles::apply`] of the
+/// catalog row as it is now (coalesced as pushes are).
+fn apply_roles(item: &Item) -> Result<String, Error> {
+    crate::spi::run(
+        "DELETE FROM messiah.outbox WHERE id = $2 OR id IN ( \
+             SELECT id FROM messiah.outbox WHERE tenant_id = $1 AND action = 'apply_roles' \
+             FOR UPDATE SKIP LOCKED)",
+        &[item.tenant_id.as_str().into(), item.id.into()],
+    );
+    match Tenant::find(&item.tenant_id, false) {
+        None => Ok("skipped: the tenant is gone".into()),
+        Some(t) => super::roles::apply(&t),
     }
 }
 
@@ -197,6 +263,8 @@ fn claim_database(item: &Item) -> Result<String, Error> {
         .unwrap_or_default();
     provision::write_marker(&t, &server, xid)?;
     provision::install_copy(&t, &server, true)?;
+    // its roles' passwords derive from the installation: set again, as a separate action
+    enqueue(Action::ApplyRoles, &t);
     Ok("claimed".into())
 }
 
@@ -210,7 +278,15 @@ fn drop_database(item: &Item) -> Result<String, Error> {
             match db.comment.as_deref().and_then(Marker::parse) {
                 Some(m) if m.is_of(&inst, &item.database_name) => {
                     provision::force_drop(&server, &item.database_name)?;
-                    "dropped".to_string()
+                    let roles = match Tenant::find(&item.tenant_id, false) {
+                        Some(t) => super::roles::drop_roles(&t, &server)?,
+                        None => Vec::new(),
+                    };
+                    if roles.is_empty() {
+                        "dropped".to_string()
+                    } else {
+                        format!("dropped, with roles {}", roles.join(", "))
+                    }
                 }
                 Some(m) if m.installation != inst => {
                     format!("left alone: managed by installation {} now", m.installation)

@@ -260,6 +260,14 @@ impl OtherCluster {
             args.extend(["-E", e, "--locale=C"]);
         }
         as_postgres("initdb", &args);
+        // tenant roles log in with their password, as on the main test cluster
+        let hba = format!("{data}/pg_hba.conf");
+        let lines = format!(
+            "{}{}",
+            include_str!("../../scripts/pg_hba_tenants.conf"),
+            std::fs::read_to_string(&hba).unwrap()
+        );
+        std::fs::write(&hba, lines).unwrap();
         {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
@@ -312,6 +320,15 @@ impl OtherCluster {
                 .args(["-m", "immediate", "-w", "stop"])
                 .output();
         }
+    }
+
+    /// Starts the server again after [`OtherCluster::stop`].
+    pub fn restart(&self) {
+        let data = format!("{}/data", self.dir);
+        as_postgres(
+            "pg_ctl",
+            &["-D", &data, "-l", &format!("{}/log", self.dir), "-w", "start"],
+        );
     }
 }
 

@@ -1,0 +1,326 @@
+//! Routing into tenant databases: the original design's connector calls (query, insert,
+//! update, delete, close; ../shared/SEED.md "Connectors") as SQL functions.
+//!
+//! Every routed statement runs in the tenant's database **as its application role**, logged
+//! in with its derived password (`tenants::roles`), over this backend's pool (`remote`): the
+//! role is the boundary, not the statement. Values travel as protocol parameters; results are
+//! read one row at a time and capped (`messiah.route_max_rows`, `messiah.route_max_bytes`,
+//! 54000); the tenant's `statement_timeout` is enforced on this side too (the routed SQL could
+//! change its own). A tenant that is not `active` and `ready` is refused (55000) before any
+//! connection. The catalog is read on every call (never stale).
+
+pub mod sql;
+
+use crate::err::{Code, Error, OrRaise};
+use crate::fields;
+use crate::jsonarg::JsonbArg;
+use crate::remote::{self, Caps, Endpoint, Param, Rows};
+use crate::shim::{required, tenant_id_arg};
+use crate::tenants::catalog::Tenant;
+use crate::tenants::{outbox, roles};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{Map, Value};
+
+impl From<sql::ArgError> for Error {
+    fn from(e: sql::ArgError) -> Error {
+        Error::new(Code::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string())
+    }
+}
+
+/// A routed call's target: the tenant, its application role's endpoint, the caps.
+struct Route {
+    tenant: Tenant,
+    endpoint: Endpoint,
+    caps: Caps,
+    context: String,
+}
+
+/// Resolves `tenant_id` to a route. Errors: 22023 invalid id; 42704 no such tenant; 55000
+/// another installation's tenant, not ready, or not active (naming the status); 0A000 a
+/// connector type that cannot be routed; F0000 no key file.
+fn route(tenant_id: Option<&str>) -> Result<Route, Error> {
+    let id = tenant_id_arg(tenant_id);
+    let t = Tenant::existing(id.as_str(), false)?;
+    t.require_ours()?;
+    if t.lifecycle != "ready" {
+        return Err(not_routable(&t, format!("is {}", t.lifecycle)));
+    }
+    if t.status != "active" {
+        return Err(not_routable(&t, format!("is {}", t.status))
+            .hint("messiah_set_tenant_status(tenant_id, 'active') restores access."));
+    }
+    if t.connector_type != "postgres" {
+        return Err(Error::new(
+            Code::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("unsupported connector type \"{}\"", t.connector_type),
+        ));
+    }
+    // Role changes decided by committed transactions and not yet carried out (just created,
+    // reactivated, rotated): carried out now rather than failing the login.
+    outbox::run_for_tenant(&t.tenant_id, outbox::Action::ApplyRoles);
+    let t = Tenant::existing(id.as_str(), false)?;
+    let server = t.server()?;
+    let context = t.describe(&server);
+    let mut endpoint = server.database(&t.database_name);
+    endpoint.login = Some(roles::login(&t)?);
+    let timeout = t
+        .limits
+        .statement_timeout_ms
+        .map(|ms| std::time::Duration::from_millis(ms as u64 + 500));
+    Ok(Route {
+        tenant: t,
+        endpoint,
+        caps: Caps {
+            max_rows: crate::guc::ROUTE_MAX_ROWS.get().max(1) as u64,
+            max_bytes: crate::guc::ROUTE_MAX_BYTES.get().max(1) as u64,
+            timeout,
+        },
+        context,
+    })
+}
+
+/// 55000: the tenant cannot be routed to now.
+fn not_routable(t: &Tenant, why: String) -> Error {
+    Error::new(
+        Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("tenant \"{}\" {why}: routed calls are refused", t.tenant_id),
+    )
+}
+
+impl Route {
+    /// Runs one statement as the tenant's application role.
+    fn run(&self, statement: &str, params: &[Param]) -> Result<Rows, Error> {
+        let server = self.endpoint.server.name.clone();
+        remote::with_conn(&self.endpoint, |c| {
+            c.query_capped(statement, params, &self.caps, &server)
+        })
+        .map_err(|e| e.into_error(&self.context))
+    }
+
+    /// The compiled definitions of `table` when it is an entity table of the tenant.
+    fn entity(&self, table: &str) -> Option<fields::CompiledSnapshot> {
+        if !fields::ENTITY_TABLES.contains(&table) {
+            return None;
+        }
+        let snap = crate::tenants::catalog::snapshot_json(&self.tenant.tenant_id);
+        fields::compile_snapshot(&snap).ok()
+    }
+}
+
+/// A text argument that must not be empty.
+fn name_arg<'a>(what: &'static str, v: Option<&'a str>) -> &'a str {
+    let v = required(what, v);
+    if v.is_empty() {
+        Error::from(sql::ArgError::EmptyName(what)).raise();
+    }
+    v
+}
+
+/// A jsonb argument that must be an object.
+fn object_arg(what: &'static str, v: Option<JsonbArg>) -> Map<String, Value> {
+    match v.map(|j| j.0) {
+        Some(Value::Object(m)) => m,
+        Some(other) => Error::from(sql::ArgError::NotObject(what, sql::kind(&other))).raise(),
+        None => Error::new(
+            Code::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("{what} must not be null"),
+        )
+        .raise(),
+    }
+}
+
+/// The jsonb of the first column of each row (`RETURNING to_jsonb(r.*)`).
+fn returned(rows: Rows) -> Vec<JsonB> {
+    rows.rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .map(|text| JsonB(serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        .collect()
+}
+
+/// Runs `query` in the tenant's database as the tenant's application role and returns one
+/// jsonb object per row (`{"column": value}`: booleans, numbers (exact) and json/jsonb as
+/// JSON, other types as their text). `params` is a JSON array bound to `$1..$n`: scalars as
+/// untyped parameters (the server infers their type: `uuid_col = $1` works), objects and
+/// arrays as jsonb, null as NULL. One statement per call.
+///
+/// Errors: 55000 tenant not active or not ready; 22023 params not an array; 54000 more rows
+/// than `messiah.route_max_rows` or bytes than `messiah.route_max_bytes` (the remote
+/// statement is cancelled); 57014 the tenant's statement timeout; the server's own errors
+/// (42P02 too few params, 08P01/42P18 wrong params, 42501 a right the tenant role lacks), each
+/// with a CONTEXT line naming the tenant and server.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_tenant_query(
+    tenant_id: Option<&str>,
+    query: Option<&str>,
+    params: default!(Option<JsonbArg>, "'[]'"),
+) -> SetOfIterator<'static, JsonB> {
+    let query = name_arg("query", query);
+    let params = sql::params(&params.map(|p| p.0).unwrap_or(Value::Array(vec![])))
+        .map_err(Error::from)
+        .or_raise();
+    let r = route(tenant_id).or_raise();
+    let rows = r.run(query, &params).or_raise();
+    let out: Vec<JsonB> = rows
+        .rows
+        .iter()
+        .map(|v| JsonB(sql::row_object(&rows.columns, &rows.types, v)))
+        .collect();
+    SetOfIterator::new(out)
+}
+
+/// Inserts one row into `table_name` (a table of the tenant schema, in `public`) of the
+/// tenant's database, as its application role, and returns the inserted row. `data` is a
+/// flat JSON object: for an entity table (clients, projects, activities), the defined custom
+/// fields given at its top level are moved into `custom_fields` first and validated (the
+/// original design's applyFields, `messiah_apply_fields`; defaults added); the tenant's
+/// trigger validates again. Columns not given get their defaults.
+///
+/// Errors: 23514 field violations (every failing field in DETAIL); 22023 data not an object;
+/// 42P01 no such table; 42703 no such column; 55000/54000/57014 as `messiah_tenant_query`.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_tenant_insert(
+    tenant_id: Option<&str>,
+    table_name: Option<&str>,
+    data: Option<JsonbArg>,
+) -> JsonB {
+    let table = name_arg("table_name", table_name);
+    let mut record = Value::Object(object_arg("data", data));
+    let r = route(tenant_id).or_raise();
+    if let Some(snap) = r.entity(table) {
+        if let Some(e) = snap.entity(table) {
+            record = fields::apply_fields(e, &record).unwrap_or_else(|errors| {
+                violation(table, &errors).raise()
+            });
+        }
+    }
+    let cols = match &record {
+        Value::Object(m) => sql::columns(m),
+        _ => Vec::new(),
+    };
+    let rows = r
+        .run(&sql::insert(table, &cols), &[Param { value: Some(record.to_string()), type_oid: 0 }])
+        .or_raise();
+    returned(rows).into_iter().next().unwrap_or(JsonB(Value::Null))
+}
+
+/// 23514 for a routed record whose fields break their definitions.
+fn violation(table: &str, errors: &[fields::FieldError]) -> Error {
+    Error::new(
+        Code::ERRCODE_CHECK_VIOLATION,
+        format!(
+            "new row for relation \"{table}\" violates {}",
+            fields::violation_count(errors)
+        ),
+    )
+    .detail(fields::errors_detail(errors))
+    .hint("The tenant's field definitions are listed by messiah_list_fields().")
+}
+
+/// Updates the rows of `table_name` whose columns equal `match` (a JSON object of column =
+/// value conditions joined by AND; `=` semantics: a null matches nothing) with `data`, as the
+/// tenant's application role, and returns the updated rows. Base columns in `data` are set;
+/// `custom_fields` (and, for an entity table, defined fields given at the top level) are
+/// merged into the stored `custom_fields` by JSON Merge Patch (RFC 7396: null removes a key),
+/// not replaced; the tenant's trigger validates the result.
+///
+/// Errors: 22023 empty match, nothing to update, data or match not an object; 23514 the
+/// merged fields break their definitions, or an unknown field (policy reject); 42P01/42703
+/// unknown table or column; 55000/54000/57014 as `messiah_tenant_query`.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_tenant_update(
+    tenant_id: Option<&str>,
+    table_name: Option<&str>,
+    data: Option<JsonbArg>,
+    r#match: Option<JsonbArg>,
+) -> SetOfIterator<'static, JsonB> {
+    let table = name_arg("table_name", table_name);
+    let data = object_arg("data", data);
+    let conditions = object_arg("match", r#match);
+    let r = route(tenant_id).or_raise();
+    let (base, custom) = split_update(&r, table, data);
+    let statement = sql::update(
+        table,
+        &sql::columns(&base),
+        custom.is_some(),
+        &sql::columns(&conditions),
+    )
+    .map_err(Error::from)
+    .or_raise();
+    let param = |v: Value| Param {
+        value: Some(v.to_string()),
+        type_oid: 0,
+    };
+    let mut params = vec![param(Value::Object(base)), param(Value::Object(conditions))];
+    if let Some(c) = custom {
+        params.push(param(Value::Object(c)));
+    }
+    SetOfIterator::new(returned(r.run(&statement, &params).or_raise()))
+}
+
+/// The base columns to set and the `custom_fields` patch (if any) of a routed update.
+fn split_update(
+    r: &Route,
+    table: &str,
+    data: Map<String, Value>,
+) -> (Map<String, Value>, Option<Map<String, Value>>) {
+    let snap = r.entity(table);
+    let Some(e) = snap.as_ref().and_then(|s| s.entity(table)) else {
+        let mut base = data;
+        let custom = match base.remove("custom_fields") {
+            Some(Value::Object(c)) => Some(c),
+            Some(other) => {
+                Error::from(sql::ArgError::NotObject("custom_fields", sql::kind(&other))).raise()
+            }
+            None => None,
+        };
+        return (base, custom);
+    };
+    let given = data.contains_key("custom_fields");
+    let (base, custom, errors) = fields::split_record(e, &Value::Object(data));
+    if !errors.is_empty() {
+        violation(table, &errors).raise();
+    }
+    let custom = (given || !custom.is_empty()).then_some(custom);
+    (base, custom)
+}
+
+/// Deletes the rows of `table_name` whose columns equal `match` (as `messiah_tenant_update`),
+/// as the tenant's application role; returns how many. Errors: 22023 empty match or match not
+/// an object; 42P01/42703; 55000/57014 as `messiah_tenant_query`.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_tenant_delete(
+    tenant_id: Option<&str>,
+    table_name: Option<&str>,
+    r#match: Option<JsonbArg>,
+) -> i64 {
+    let table = name_arg("table_name", table_name);
+    let conditions = object_arg("match", r#match);
+    let statement = sql::delete(table, &sql::columns(&conditions))
+        .map_err(Error::from)
+        .or_raise();
+    let r = route(tenant_id).or_raise();
+    let rows = r
+        .run(&statement, &[Param { value: Some(Value::Object(conditions).to_string()), type_oid: 0 }])
+        .or_raise();
+    rows.affected.unwrap_or(0) as i64
+}
+
+/// Closes this backend's connections into the tenant's database (the original design's
+/// close()), or every connection messiah holds in this backend when `tenant_id` is null.
+/// Returns how many were closed. Errors: 22023 invalid id; 42704 no such tenant.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_tenant_disconnect(tenant_id: default!(Option<&str>, "NULL")) -> i64 {
+    let Some(id) = tenant_id else {
+        return remote::close_all() as i64;
+    };
+    let id = tenant_id_arg(Some(id));
+    let t = Tenant::existing(id.as_str(), false).or_raise();
+    remote::close_database(t.server_id, &t.database_name) as i64
+}

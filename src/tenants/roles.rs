@@ -1,0 +1,272 @@
+//! The tenant's roles on its server: routing must not be a way out of the tenant.
+//!
+//! - The **application role** is named like the tenant's database (`tenant_<id>`), LOGIN. It
+//!   can connect to that database only (CONNECT is revoked from PUBLIC on every tenant
+//!   database, and granted to it), read and write the tenant's tables, and nothing else: it
+//!   owns nothing, so it cannot disable or drop messiah's triggers; it has no right on schema
+//!   `messiah` but EXECUTE on `messiah.jsonb_merge_patch`, so it cannot touch
+//!   `messiah.field_snapshot`; it is not a member of any role but `messiah_tenant_roles`
+//!   (which has no privileges: it exists for pg_hba.conf). Routed statements log in as it: a
+//!   `SET ROLE` on a superuser connection could be undone by the routed SQL itself.
+//! - The **owner role** `owner_<id>` (NOLOGIN) owns the tenant's tables, for schema changes.
+//!
+//! The application role's password is derived, never stored: HMAC-SHA256 of key
+//! `credential_key_id` of `messiah.key_file` over the installation, the role and
+//! `credential_version` (`secrets::crypto::derive`). The server receives only its SCRAM
+//! verifier, computed by libpq on this side. `messiah_rotate_tenant_credentials` (or a key
+//! rotation) bumps the version.
+//!
+//! Every change is a remote effect decided by a transaction (creation, status, limits,
+//! rotation) and carried out after it commits: the outbox's `apply_roles` action runs
+//! [`apply`], which makes the roles match the catalog row as it then is (idempotent). A
+//! tenant that is not `active` has a NOLOGIN application role and its sessions are ended.
+
+use super::catalog::{installation_id, Tenant};
+use crate::err::{Code, Error};
+use crate::ident::{quote_ident, quote_literal};
+use crate::remote::{self, Login, Server};
+
+/// The role every application role is a member of, for pg_hba.conf
+/// (`host sameuser +messiah_tenant_roles ... scram-sha-256`). It has no privileges.
+pub const GROUP_ROLE: &str = "messiah_tenant_roles";
+
+/// The seed's tables (the tenant schema), owned by the owner role.
+const TENANT_TABLES: [&str; 3] = ["clients", "projects", "activities"];
+
+/// The comment that marks a role as this tenant's (`COMMENT ON ROLE`): a role of that name
+/// without it belongs to someone else and is never altered or dropped.
+fn marker(kind: &str, tenant_id: &str) -> String {
+    serde_json::json!({"messiah_role": kind, "tenant_id": tenant_id}).to_string()
+}
+
+/// The application role's name (the tenant's database name).
+pub fn application_role(t: &Tenant) -> &str {
+    &t.database_name
+}
+
+/// The application role's current password, derived from the key file. Errors: F0000 no
+/// usable key file, or the key it was derived from is gone.
+fn password(t: &Tenant, key_id: &str) -> Result<String, Error> {
+    let ring = crate::secrets::ring()?;
+    let label = format!(
+        "{}/{}/v{}",
+        installation_id(),
+        application_role(t),
+        t.credential_version
+    );
+    crate::secrets::crypto::derive(&ring, key_id, &label).map_err(Error::from)
+}
+
+/// The login of the tenant's application role, for routed connections. Errors: F0000 no
+/// usable key file (routing needs one); 55000 when the roles have not been set up yet.
+pub fn login(t: &Tenant) -> Result<Login, Error> {
+    let Some(key_id) = &t.credential_key_id else {
+        // no key file: F0000 says so
+        crate::secrets::ring()?;
+        return Err(Error::new(
+            Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("the roles of tenant \"{}\" are not set up yet", t.tenant_id),
+        )
+        .hint("They are set up after the tenant's creation commits; messiah_run_pending() shows why they are not."));
+    };
+    Ok(Login {
+        user: application_role(t).to_string(),
+        password: password(t, key_id)?,
+        generation: crate::ident::fnv64(format!("{:?}", t.limits).as_bytes()),
+    })
+}
+
+/// Makes the tenant's roles on its server match its catalog row (see the module comment).
+/// Returns what was done. Errors: 42710 a role of that name exists and is not this tenant's;
+/// F0000 key file; remote errors with a CONTEXT naming the tenant and server.
+pub fn apply(t: &Tenant) -> Result<String, Error> {
+    if t.lifecycle != "ready" || !t.is_ours() {
+        return Ok(format!("skipped: tenant is {}", t.lifecycle));
+    }
+    let server = t.server()?;
+    let context = t.describe(&server);
+    refuse_foreign(t, &server)?;
+    let maint = server.maintenance();
+    let app = application_role(t).to_string();
+    let verifier = match credential(t)? {
+        None => None,
+        Some(password) => Some(
+            remote::with_conn(&maint, |c| Ok(c.scram_verifier(&password, &app)))
+                .map_err(|e| e.into_error(&context))?
+                .ok_or_else(|| {
+                    Error::new(
+                        Code::ERRCODE_INTERNAL_ERROR,
+                        "libpq could not compute a SCRAM verifier",
+                    )
+                    .context(context.clone())
+                })?,
+        ),
+    };
+    remote::execute(&maint, &server_script(t, verifier.as_deref()))
+        .map_err(|e| e.into_error(&context))?;
+    if t.status != "active" || verifier.is_none() {
+        remote::query(
+            &maint,
+            "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
+             WHERE usename OPERATOR(pg_catalog.=) $1",
+            &[Some(&app)],
+        )
+        .map_err(|e| e.into_error(&context))?;
+    }
+    remote::execute(&server.database(&t.database_name), &database_script(t))
+        .map_err(|e| e.into_error(&context))?;
+    remote::close_database(server.id, &t.database_name);
+    Ok(format!(
+        "roles {} ({}) and {} applied",
+        app,
+        match (t.status == "active", verifier.is_some()) {
+            (true, true) => "login",
+            (false, _) => "no login",
+            (true, false) => "no login: no key file to derive its password from",
+        },
+        t.owner_role
+    ))
+}
+
+/// The application role's password, its key recorded in the catalog the first time; `None`
+/// when no key file is configured (the role then cannot log in and routed calls fail with
+/// F0000; everything else works). Errors: F0000 for a key file that is set but unusable.
+fn credential(t: &Tenant) -> Result<Option<String>, Error> {
+    let key_id = match &t.credential_key_id {
+        Some(k) => k.clone(),
+        None => {
+            let ring = match crate::secrets::ring_if_configured()? {
+                Some(r) => r,
+                None => return Ok(None),
+            };
+            let k = ring.current().id().to_string();
+            crate::spi::run(
+                "UPDATE messiah.tenants SET credential_key_id = $2 WHERE tenant_id = $1",
+                &[t.tenant_id.as_str().into(), k.as_str().into()],
+            );
+            k
+        }
+    };
+    password(t, &key_id).map(Some)
+}
+
+/// 42710 when a role of the tenant's names exists without this tenant's marker.
+fn refuse_foreign(t: &Tenant, server: &Server) -> Result<(), Error> {
+    let rows = remote::query(
+        &server.maintenance(),
+        "SELECT rolname::text, pg_catalog.shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles \
+         WHERE rolname OPERATOR(pg_catalog.=) $1 OR rolname OPERATOR(pg_catalog.=) $2",
+        &[Some(application_role(t)), Some(&t.owner_role)],
+    )
+    .map_err(|e| e.into_error(&t.describe(server)))?;
+    for r in rows.rows {
+        let name = r.first().cloned().flatten().unwrap_or_default();
+        let kind = if name == t.owner_role { "owner" } else { "application" };
+        if r.get(1).cloned().flatten().as_deref() != Some(marker(kind, &t.tenant_id).as_str()) {
+            return Err(Error::new(
+                Code::ERRCODE_DUPLICATE_OBJECT,
+                format!("role \"{name}\" exists on server \"{}\" and is not tenant \"{}\"'s", server.name, t.tenant_id),
+            )
+            .detail("messiah marks the roles it creates with a comment; this one has another.")
+            .hint("Rename or drop that role, then messiah_run_pending()."));
+        }
+    }
+    Ok(())
+}
+
+/// The server-level statements (one implicit transaction): roles, their marker, attributes,
+/// limits, password (verifier), membership, and CONNECT on the tenant's database.
+fn server_script(t: &Tenant, verifier: Option<&str>) -> String {
+    let app = quote_ident(application_role(t));
+    let owner = quote_ident(&t.owner_role);
+    let create = |role: &str, name: &str| {
+        format!(
+            "DO $$BEGIN CREATE ROLE {name} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$;\n\
+             COMMENT ON ROLE {name} IS {};\n",
+            quote_literal(&marker(role, &t.tenant_id))
+        )
+    };
+    let mut sql = format!(
+        "DO $$BEGIN CREATE ROLE {g} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$;\n",
+        g = quote_ident(GROUP_ROLE)
+    );
+    sql.push_str(&create("owner", &owner));
+    sql.push_str(&create("application", &app));
+    sql.push_str(&format!(
+        "ALTER ROLE {app} WITH {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
+         CONNECTION LIMIT {} PASSWORD {};\n",
+        if t.status == "active" && verifier.is_some() {
+            "LOGIN"
+        } else {
+            "NOLOGIN"
+        },
+        t.limits.connection_limit,
+        verifier.map_or("NULL".to_string(), quote_literal)
+    ));
+    let setting = |name: &str, value: Option<String>| match value {
+        Some(v) => format!("ALTER ROLE {app} SET {name} = {};\n", quote_literal(&v)),
+        None => format!("ALTER ROLE {app} RESET {name};\n"),
+    };
+    sql.push_str(&setting(
+        "statement_timeout",
+        t.limits.statement_timeout_ms.map(|ms| format!("{ms}ms")),
+    ));
+    sql.push_str(&setting(
+        "temp_file_limit",
+        t.limits.temp_file_limit_kb.map(|kb| if kb < 0 { "-1".into() } else { format!("{kb}kB") }),
+    ));
+    sql.push_str(&format!(
+        "GRANT {} TO {app};\nGRANT CONNECT ON DATABASE {} TO {app};\n",
+        quote_ident(GROUP_ROLE),
+        quote_ident(&t.database_name)
+    ));
+    sql
+}
+
+/// The statements inside the tenant's database (one implicit transaction): the seed's tables
+/// owned by the owner role, table and sequence rights for the application role.
+fn database_script(t: &Tenant) -> String {
+    let app = quote_ident(application_role(t));
+    let owner = quote_ident(&t.owner_role);
+    let mut sql = String::new();
+    for table in TENANT_TABLES {
+        sql.push_str(&format!(
+            "ALTER TABLE IF EXISTS public.{} OWNER TO {owner};\n",
+            quote_ident(table)
+        ));
+    }
+    sql.push_str(&format!(
+        "GRANT USAGE ON SCHEMA public TO {app};\n\
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app};\n\
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app};\n\
+         GRANT USAGE ON SCHEMA messiah TO {app};\n\
+         GRANT EXECUTE ON FUNCTION messiah.jsonb_merge_patch(jsonb, jsonb) TO {app};\n"
+    ));
+    sql
+}
+
+/// Drops the tenant's roles on `server` once its database is gone (the drop action), each
+/// only if it carries this tenant's marker. Returns the roles dropped.
+pub fn drop_roles(t: &Tenant, server: &Server) -> Result<Vec<String>, Error> {
+    let tenant_id = t.tenant_id.as_str();
+    let mut dropped = Vec::new();
+    for (kind, role) in [("application", application_role(t)), ("owner", t.owner_role.as_str())] {
+        let rows = remote::query(
+            &server.maintenance(),
+            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1 \
+             AND pg_catalog.shobj_description(oid, 'pg_authid') OPERATOR(pg_catalog.=) $2",
+            &[Some(role), Some(&marker(kind, tenant_id))],
+        )
+        .map_err(|e| e.into_error(&format!("server \"{}\"", server.name)))?;
+        if rows.rows.is_empty() {
+            continue;
+        }
+        remote::execute(
+            &server.maintenance(),
+            &format!("DROP ROLE IF EXISTS {}", quote_ident(role)),
+        )
+        .map_err(|e| e.into_error(&format!("server \"{}\"", server.name)))?;
+        dropped.push(role.to_string());
+    }
+    Ok(dropped)
+}

@@ -1,0 +1,424 @@
+//! Routing into tenant databases (issue "Where tenants live"): messiah_tenant_query / insert /
+//! update / delete / disconnect run as the tenant's application role; statements that try to
+//! leave the tenant are refused; suspended means suspended; limits and caps; cancel, timeout
+//! and a server stopped mid-session.
+
+use crate::common::*;
+use postgres::Client;
+use serde_json::{json, Value};
+
+/// A fresh admin database `messiah_it_<admin>` with the given tenants created and settled
+/// (their roles exist).
+fn setup(admin: &str, tenants: &[&str]) -> Client {
+    for t in tenants {
+        drop_db(&format!("tenant_{t}"));
+    }
+    let mut c = admin_db(&format!("messiah_it_{admin}"));
+    for t in tenants {
+        c.execute(
+            "SELECT messiah_create_tenant($1, $1, $2)",
+            &[t, &t.replace('_', "-")],
+        )
+        .unwrap();
+    }
+    settle(&mut c);
+    c
+}
+
+/// The rows of a routed query, as JSON values.
+fn query(c: &mut Client, tenant: &str, sql: &str, params: Value) -> Result<Vec<Value>, postgres::Error> {
+    c.query(
+        "SELECT r::text FROM messiah_tenant_query($1, $2, $3::text::jsonb) r",
+        &[&tenant, &sql, &params.to_string()],
+    )
+    .map(|rows| {
+        rows.iter()
+            .map(|r| serde_json::from_str(r.get::<_, &str>(0)).unwrap())
+            .collect()
+    })
+}
+
+/// A JSON value from its text (numbers exactly as written).
+fn exact(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+/// SQLSTATE, message and CONTEXT of an error.
+fn parts(e: &postgres::Error) -> (String, String, String) {
+    let d = e.as_db_error().expect("a server error");
+    (
+        d.code().code().to_string(),
+        d.message().to_string(),
+        d.where_().unwrap_or("").to_string(),
+    )
+}
+
+#[test]
+fn routed_calls_read_and_write_as_the_tenant() {
+    let t = "it_rt_a";
+    let mut c = setup("rt_a", &[t]);
+    c.batch_execute(&format!(
+        "SELECT messiah_define_field('{t}', 'clients', 'country', 'select', 'Country', \
+             validation_rules => '{{\"options\": [\"Brazil\", \"Canada\"]}}'); \
+         SELECT messiah_define_field('{t}', 'clients', 'total', 'number', 'Total')"
+    ))
+    .unwrap();
+    settle(&mut c);
+    // insert: the top-level field moves into custom_fields
+    let row = json(
+        &mut c,
+        &format!(
+            "messiah_tenant_insert('{t}', 'clients', '{{\"id\": \"00000000-0000-0000-0000-0000000000a1\", \
+             \"name\": \"Ana\", \"email\": \"ana@example.com\", \"country\": \"Brazil\", \
+             \"custom_fields\": {{\"total\": 12345678901234567890.5}}}}')"
+        ),
+    );
+    assert_eq!(row["name"], "Ana");
+    assert_eq!(
+        row["custom_fields"],
+        exact(r#"{"country": "Brazil", "total": 12345678901234567890.5}"#)
+    );
+    assert_eq!(row["custom_fields"]["total"].to_string(), "12345678901234567890.5");
+    // validated before it is sent, and by the trigger
+    let e = fails(
+        &mut c,
+        &format!("SELECT messiah_tenant_insert('{t}', 'clients', '{{\"name\": \"Bo\", \"country\": \"Peru\"}}')"),
+    );
+    assert_eq!(sqlstate(&e), "23514", "{e}");
+    // query: params bound, scalars untyped (uuid inferred), exact numbers, jsonb as JSON
+    let rows = query(
+        &mut c,
+        t,
+        "SELECT id, name, custom_fields, (custom_fields->>'total')::numeric AS total, true AS ok \
+         FROM clients WHERE id = $1 AND name = $2",
+        json!(["00000000-0000-0000-0000-0000000000a1", "Ana"]),
+    )
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![exact(
+            r#"{"id": "00000000-0000-0000-0000-0000000000a1", "name": "Ana",
+                "custom_fields": {"country": "Brazil", "total": 12345678901234567890.5},
+                "total": 12345678901234567890.5, "ok": true}"#
+        )]
+    );
+    // objects and arrays are jsonb parameters
+    let rows = query(&mut c, t, "SELECT $1 @> '{\"a\": 1}' AS has", json!([{"a": 1, "b": 2}])).unwrap();
+    assert_eq!(rows, vec![json!({"has": true})]);
+    // update: base columns set, custom_fields merged (RFC 7396), validated
+    let updated = query_rows(
+        &mut c,
+        &format!(
+            "SELECT r::text FROM messiah_tenant_update('{t}', 'clients', \
+             '{{\"phone\": \"555\", \"country\": \"Canada\", \"custom_fields\": {{\"total\": null}}}}', \
+             '{{\"id\": \"00000000-0000-0000-0000-0000000000a1\"}}') r"
+        ),
+    );
+    assert_eq!(updated.len(), 1);
+    assert_eq!(updated[0]["phone"], "555");
+    assert_eq!(updated[0]["custom_fields"], json!({"country": "Canada"}));
+    let e = fails(
+        &mut c,
+        &format!("SELECT messiah_tenant_update('{t}', 'clients', '{{\"country\": \"Peru\"}}', '{{\"name\": \"Ana\"}}')"),
+    );
+    assert_eq!(sqlstate(&e), "23514", "{e}");
+    let e = fails(
+        &mut c,
+        &format!("SELECT messiah_tenant_update('{t}', 'clients', '{{\"phone\": \"1\"}}', '{{}}')"),
+    );
+    assert_eq!(sqlstate(&e), "22023", "{e}");
+    assert!(message(&e).contains("empty match"), "{e}");
+    // unknown table and column, named by the server
+    let e = fails(&mut c, &format!("SELECT messiah_tenant_insert('{t}', 'nope', '{{\"a\": 1}}')"));
+    assert_eq!(parts(&e).0, "42P01", "{e}");
+    assert!(parts(&e).1.contains("nope"), "{e}");
+    assert!(parts(&e).2.contains(&format!("tenant \"{t}\" on server \"local\"")), "{e}");
+    let e = fails(
+        &mut c,
+        &format!("SELECT messiah_tenant_delete('{t}', 'clients', '{{\"shoe_size\": 1}}')"),
+    );
+    assert_eq!(sqlstate(&e), "42703", "{e}");
+    // too few parameters: the server's own error, with the tenant named
+    let e = query(&mut c, t, "SELECT $1::int + $2::int", json!([1])).unwrap_err();
+    let (code, _, context) = parts(&e);
+    assert_eq!(code, "08P01", "{e}");
+    assert!(context.contains(&format!("tenant \"{t}\"")), "{context}");
+    let e = query(&mut c, t, "SELECT 1", json!({"a": 1})).unwrap_err();
+    assert_eq!(sqlstate(&e), "22023", "{e}");
+    // delete: the count
+    let n: i64 = c
+        .query_one(
+            &format!("SELECT messiah_tenant_delete('{t}', 'clients', '{{\"name\": \"Ana\"}}')"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let e = fails(&mut c, &format!("SELECT messiah_tenant_delete('{t}', 'clients', '{{}}')"));
+    assert_eq!(sqlstate(&e), "22023", "{e}");
+    // the statements ran as the tenant's application role
+    let who = query(&mut c, t, "SELECT current_user AS u, session_user AS s", json!([])).unwrap();
+    assert_eq!(who, vec![json!({"u": format!("tenant_{t}"), "s": format!("tenant_{t}")})]);
+    // disconnect closes this backend's connection to the tenant
+    let n: i64 = c
+        .query_one(&format!("SELECT messiah_tenant_disconnect('{t}')"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    drop_tenant(&mut c, t);
+    // its roles went with it
+    let roles: i64 = connect("postgres")
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)",
+            &[&vec![format!("tenant_{t}"), format!("owner_{t}")]],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(roles, 0);
+}
+
+/// The rows (jsonb text, first column) of a query, as JSON values.
+fn query_rows(c: &mut Client, sql: &str) -> Vec<Value> {
+    c.query(sql, &[])
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(r.get::<_, &str>(0)).unwrap())
+        .collect()
+}
+
+/// Every statement that tries to leave the tenant is refused, and another tenant's sentinel
+/// row is unchanged.
+#[test]
+fn routed_statements_cannot_leave_the_tenant() {
+    let (a, b) = ("it_rt_atk_a", "it_rt_atk_b");
+    let mut c = setup("rt_atk", &[a, b]);
+    let sentinel = format!(
+        "SELECT messiah_tenant_insert('{b}', 'clients', '{{\"name\": \"sentinel\", \"email\": \"s@b.example\"}}')"
+    );
+    c.batch_execute(&sentinel).unwrap();
+    let cases = [
+        ("COPY (SELECT 1) TO PROGRAM 'true'", "42501"),
+        ("ALTER TABLE clients DISABLE TRIGGER ALL", "42501"),
+        ("DROP TRIGGER clients_custom_fields ON clients", "42501"),
+        ("SET ROLE postgres", "42501"),
+        ("SET SESSION AUTHORIZATION postgres", "42501"),
+        ("SELECT * FROM pg_read_file('postgresql.conf')", "42501"),
+        ("UPDATE messiah.field_snapshot SET version = 0", "42501"),
+        ("SELECT messiah.install_snapshot(gen_random_uuid(), 'x', 1, '{}', true)", "42501"),
+        ("CREATE TABLE public.mine (a int)", "42501"),
+        ("ALTER ROLE CURRENT_USER SUPERUSER", "42501"),
+        ("CREATE EXTENSION dblink", "42501"),
+        (
+            "UPDATE clients SET name = 'x' WHERE id IN (SELECT id FROM tenant_it_rt_atk_b.public.clients)",
+            "0A000",
+        ),
+    ];
+    for (statement, code) in cases {
+        let e = query(&mut c, a, statement, json!([])).unwrap_err();
+        assert_eq!(sqlstate(&e), code, "{statement}: {e}");
+    }
+    // RESET ROLE is harmless: the session is the tenant role's own
+    let who = query(&mut c, a, "SELECT set_config('role', 'none', false) AS r, current_user AS u", json!([]))
+        .unwrap();
+    assert_eq!(who[0]["u"], format!("tenant_{a}"));
+    // no right to connect to another tenant's database, and the server refuses it
+    let can = query(
+        &mut c,
+        a,
+        "SELECT has_database_privilege($1, 'CONNECT') AS can",
+        json!([format!("tenant_{b}")]),
+    )
+    .unwrap();
+    assert_eq!(can, vec![json!({"can": false})]);
+    let (host, port) = host_port();
+    let err = postgres::Client::connect(
+        &format!("host={host} port={port} user=tenant_{a} dbname=tenant_{b} password=wrong"),
+        postgres::NoTls,
+    )
+    .err()
+    .expect("a tenant role cannot connect to another tenant's database");
+    let code = err.as_db_error().map(|d| d.code().code().to_string());
+    assert!(
+        matches!(code.as_deref(), Some("28000") | Some("28P01")),
+        "{err}"
+    );
+    // the sentinel is untouched
+    let rows = query(&mut c, b, "SELECT name, email FROM clients", json!([])).unwrap();
+    assert_eq!(rows, vec![json!({"name": "sentinel", "email": "s@b.example"})]);
+    drop_tenant(&mut c, a);
+    drop_tenant(&mut c, b);
+}
+
+/// `suspended` refuses routed calls at once and, after COMMIT, the role's logins and
+/// sessions; `active` restores access.
+#[test]
+fn suspended_means_suspended() {
+    let t = "it_rt_susp";
+    let mut c = setup("rt_susp", &[t]);
+    assert_eq!(query(&mut c, t, "SELECT 1 AS one", json!([])).unwrap(), vec![json!({"one": 1})]);
+    // a session of the role (messiah's pooled connection of this backend)
+    let mut watch = connect("postgres");
+    let sessions = |w: &mut Client| -> i64 {
+        w.query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+            &[&format!("tenant_{t}")],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert_eq!(sessions(&mut watch), 1);
+    c.batch_execute(&format!("SELECT messiah_set_tenant_status('{t}', 'suspended')"))
+        .unwrap();
+    let e = query(&mut c, t, "SELECT 1", json!([])).unwrap_err();
+    let (code, msg, _) = parts(&e);
+    assert_eq!((code.as_str(), msg.as_str()), ("55000", "tenant \"it_rt_susp\" is suspended: routed calls are refused"));
+    settle(&mut c);
+    assert!(wait_until(10, || sessions(&mut watch) == 0), "the role's sessions were not ended");
+    let login: bool = watch
+        .query_one("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", &[&format!("tenant_{t}")])
+        .unwrap()
+        .get(0);
+    assert!(!login);
+    // messiah's own maintenance still works while suspended
+    c.batch_execute(&format!("SELECT messiah_define_field('{t}', 'clients', 'tier', 'text', 'Tier')"))
+        .unwrap();
+    settle(&mut c);
+    c.batch_execute(&format!("SELECT messiah_set_tenant_status('{t}', 'inactive')"))
+        .unwrap();
+    let e = query(&mut c, t, "SELECT 1", json!([])).unwrap_err();
+    assert_eq!(message(&e), "tenant \"it_rt_susp\" is inactive: routed calls are refused");
+    c.batch_execute(&format!("SELECT messiah_set_tenant_status('{t}', 'active')"))
+        .unwrap();
+    assert_eq!(query(&mut c, t, "SELECT 2 AS two", json!([])).unwrap(), vec![json!({"two": 2})]);
+    drop(watch);
+    drop_tenant(&mut c, t);
+}
+
+/// Per-tenant limits and the result caps, each with its own error; a cancel of the caller
+/// cancels the remote statement.
+#[test]
+fn limits_caps_and_cancel() {
+    let t = "it_rt_lim";
+    let mut c = setup("rt_lim", &[t]);
+    let tenant = json(&mut c, &format!("messiah_set_tenant_limits('{t}', statement_timeout_ms => 300, temp_file_limit_kb => 1024)"));
+    assert_eq!(
+        tenant["limits"],
+        json!({"statement_timeout_ms": 300, "connection_limit": 20, "temp_file_limit_kb": 1024})
+    );
+    let e = query(&mut c, t, "SELECT pg_sleep(5)", json!([])).unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{e}");
+    let settings = query(&mut c, t, "SELECT current_setting('temp_file_limit') AS t", json!([])).unwrap();
+    assert_eq!(settings, vec![json!({"t": "1MB"})]);
+    // the routed SQL cannot lift the timeout for itself: enforced on messiah's side too
+    let e = query(
+        &mut c,
+        t,
+        "SELECT set_config('statement_timeout', '0', false), pg_sleep(0.1)",
+        json!([]),
+    );
+    assert!(e.is_ok());
+    let e = query(&mut c, t, "SELECT pg_sleep(5)", json!([])).unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{e}");
+    let e = fails(&mut c, &format!("SELECT messiah_set_tenant_limits('{t}', connection_limit => -2)"));
+    assert_eq!(
+        (sqlstate(&e), message(&e)),
+        ("22023".into(), "connection_limit must be between -1 and 100000, got -2".into())
+    );
+    c.batch_execute(&format!("SELECT messiah_set_tenant_limits('{t}', statement_timeout_ms => 0)"))
+        .unwrap();
+    // caps: rows and bytes
+    c.batch_execute("SET messiah.route_max_rows = 5").unwrap();
+    let e = query(&mut c, t, "SELECT g FROM generate_series(1, 100) g", json!([])).unwrap_err();
+    let (code, msg, _) = parts(&e);
+    assert_eq!((code.as_str(), msg.as_str()), ("54000", "the result has more than 5 rows"));
+    assert_eq!(query(&mut c, t, "SELECT g FROM generate_series(1, 5) g", json!([])).unwrap().len(), 5);
+    c.batch_execute("RESET messiah.route_max_rows; SET messiah.route_max_bytes = 2048")
+        .unwrap();
+    let e = query(&mut c, t, "SELECT repeat('x', 4096) AS big", json!([])).unwrap_err();
+    assert_eq!(message(&e), "the result has more than 2048 bytes");
+    c.batch_execute("RESET messiah.route_max_bytes").unwrap();
+    // cancel: the caller's cancel cancels the remote statement too
+    let pid = backend_pid(&mut c);
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        connect("postgres")
+            .query_one("SELECT pg_cancel_backend($1)", &[&pid])
+            .unwrap();
+    });
+    let e = query(&mut c, t, "SELECT pg_sleep(30)", json!([])).unwrap_err();
+    canceller.join().unwrap();
+    assert_eq!(sqlstate(&e), "57014", "{e}");
+    let mut watch = connect("postgres");
+    assert!(
+        wait_until(5, || watch
+            .query_one(
+                "SELECT count(*) = 0 FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%pg_sleep(30)%' AND state = 'active'",
+                &[&format!("tenant_{t}")],
+            )
+            .unwrap()
+            .get(0)),
+        "the remote statement kept running"
+    );
+    assert_eq!(query(&mut c, t, "SELECT 3 AS three", json!([])).unwrap(), vec![json!({"three": 3})]);
+    drop(watch);
+    drop_tenant(&mut c, t);
+}
+
+/// The original design's other connector types are refused before anything is written.
+#[test]
+fn unsupported_connector_types() {
+    let mut c = admin_db("messiah_it_rt_conn");
+    for (kind, detail) in [
+        ("mongodb", "No MongoDB connector exists"),
+        ("supabase", "not supported yet"),
+        ("mysql", "The connector types are postgres"),
+    ] {
+        let e = fails(
+            &mut c,
+            &format!("SELECT messiah_create_tenant('it_rt_conn', 'C', 'it-rt-conn', connector_type => '{kind}')"),
+        );
+        let d = e.as_db_error().unwrap();
+        assert_eq!(d.code().code(), "0A000", "{e}");
+        assert_eq!(d.message(), format!("unsupported connector type \"{kind}\""));
+        assert!(d.detail().unwrap_or("").contains(detail), "{e}");
+    }
+    assert_eq!(tenant_rows(&mut c, "it_rt_conn"), 0);
+    assert!(!db_exists("tenant_it_rt_conn"));
+}
+
+/// A routed call to a tenant on a registered second server: works, fails with the server's
+/// SQLSTATE and a context naming tenant and server while that server is down, and works again
+/// after it restarts.
+#[test]
+fn routing_to_a_second_server_survives_its_restart() {
+    let other = OtherCluster::start("/tmp/messiah-it-route2", 28819, None, "");
+    let mut c = admin_db("messiah_it_rt_srv");
+    c.execute("SELECT messiah_add_server('second', $1)", &[&other.conninfo()])
+        .unwrap();
+    c.batch_execute("SELECT messiah_create_tenant('it_rt_srv', 'S', 'it-rt-srv', server => 'second')")
+        .unwrap();
+    settle(&mut c);
+    let t = "it_rt_srv";
+    assert_eq!(
+        query(&mut c, t, "SELECT current_database() AS d", json!([])).unwrap(),
+        vec![json!({"d": "tenant_it_rt_srv"})]
+    );
+    other.stop();
+    let e = query(&mut c, t, "SELECT 1", json!([])).unwrap_err();
+    let (code, _, context) = parts(&e);
+    assert!(
+        ["57P01", "08006", "08001"].contains(&code.as_str()),
+        "{code}: {e}"
+    );
+    assert!(
+        context.contains("tenant \"it_rt_srv\" on server \"second\""),
+        "{context}"
+    );
+    other.restart();
+    assert_eq!(
+        query(&mut c, t, "SELECT 4 AS four", json!([])).unwrap(),
+        vec![json!({"four": 4})]
+    );
+    drop_tenant(&mut c, t);
+    drop(other);
+}

@@ -117,7 +117,7 @@ JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.de
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'messiah';
 SELECT f AS function, has_function_privilege('public', f, 'execute') AS public_execute,
        p.prosecdef AS security_definer, p.proconfig
-FROM unnest(ARRAY['messiah_create_tenant(text,text,text,text,text,jsonb,jsonb,text)',
+FROM unnest(ARRAY['messiah_create_tenant(text,text,text,text,text,jsonb,jsonb,text,text)',
                   'messiah_get_tenant(text)', 'messiah_list_tenants(text,bigint,bigint)',
                   'messiah_update_tenant(text,jsonb)', 'messiah_set_tenant_status(text,text)',
                   'messiah_drop_tenant(text,boolean)', 'messiah_reconcile(boolean,boolean)',
@@ -125,7 +125,7 @@ FROM unnest(ARRAY['messiah_create_tenant(text,text,text,text,text,jsonb,jsonb,te
                   'messiah.create_tenant_database(uuid)', 'messiah.tenants_provision()']::regprocedure[]) AS f
 JOIN pg_proc p ON p.oid = f
 ORDER BY f::text;
-SELECT has_function_privilege('public', 'messiah_create_tenant(text,text,text,text,text,jsonb,jsonb,text)', 'execute');
+SELECT has_function_privilege('public', 'messiah_create_tenant(text,text,text,text,text,jsonb,jsonb,text,text)', 'execute');
 SELECT has_schema_privilege('public', 'messiah', 'usage') AS public_schema_usage;
 SELECT c.relname, has_table_privilege('public', c.oid, 'select') AS public_select
 FROM pg_class c

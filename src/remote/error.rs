@@ -48,7 +48,9 @@ impl RemoteError {
                     || sqlstate == "57P01"
                     || sqlstate == "57P02"
             }
-            RemoteError::NoFileDescriptor | RemoteError::Limit { .. } | RemoteError::Timeout { .. } => false,
+            RemoteError::NoFileDescriptor
+            | RemoteError::Limit { .. }
+            | RemoteError::Timeout { .. } => false,
         }
     }
 

@@ -268,7 +268,8 @@ impl Conn {
         let (p, u, alg) = (cstring(password), cstring(user), cstring("scram-sha-256"));
         // SAFETY: the strings outlive the call; the result is freed with PQfreemem.
         unsafe {
-            let out = pq::PQencryptPasswordConn(self.raw.as_ptr(), p.as_ptr(), u.as_ptr(), alg.as_ptr());
+            let out =
+                pq::PQencryptPasswordConn(self.raw.as_ptr(), p.as_ptr(), u.as_ptr(), alg.as_ptr());
             if out.is_null() {
                 return None;
             }
@@ -313,8 +314,16 @@ impl Conn {
                 self.raw.as_ptr(),
                 c_sql.as_ptr(),
                 ptrs.len() as i32,
-                if types.is_empty() { std::ptr::null() } else { types.as_ptr() },
-                if ptrs.is_empty() { std::ptr::null() } else { ptrs.as_ptr() },
+                if types.is_empty() {
+                    std::ptr::null()
+                } else {
+                    types.as_ptr()
+                },
+                if ptrs.is_empty() {
+                    std::ptr::null()
+                } else {
+                    ptrs.as_ptr()
+                },
                 std::ptr::null(),
                 std::ptr::null(),
                 0,
@@ -357,7 +366,10 @@ impl Conn {
                 Next::TimedOut => {
                     cancel(raw);
                     let ms = caps.and_then(|c| c.timeout).unwrap_or_default().as_millis();
-                    stopped = Some(RemoteError::Timeout { server: server.into(), ms });
+                    stopped = Some(RemoteError::Timeout {
+                        server: server.into(),
+                        ms,
+                    });
                     continue;
                 }
                 Next::Lost => {
@@ -467,9 +479,15 @@ impl Caps {
     /// The error for a result of `rows` rows and `bytes` bytes, if it is over a cap.
     fn exceeded(&self, rows: u64, bytes: u64) -> Option<RemoteError> {
         if rows > self.max_rows {
-            Some(RemoteError::Limit { what: "rows", limit: self.max_rows })
+            Some(RemoteError::Limit {
+                what: "rows",
+                limit: self.max_rows,
+            })
         } else if bytes > self.max_bytes {
-            Some(RemoteError::Limit { what: "bytes", limit: self.max_bytes })
+            Some(RemoteError::Limit {
+                what: "bytes",
+                limit: self.max_bytes,
+            })
         } else {
             None
         }

@@ -95,6 +95,23 @@ impl Route {
         remote::with_conn(&self.endpoint, |c| {
             c.query_capped(statement, params, &self.caps, &server)
         })
+        .map_err(|e| match e {
+            remote::RemoteError::Server {
+                ref sqlstate,
+                ref message,
+                ..
+            } => match sql::missing_parameter(sqlstate, message) {
+                Some((message, detail)) => remote::RemoteError::Server {
+                    sqlstate: "42P02".into(),
+                    message,
+                    detail: Some(detail),
+                    hint: Some("params needs one value for each $n the statement uses.".into()),
+                    remote_context: None,
+                },
+                None => e,
+            },
+            e => e,
+        })
         .map_err(|e| e.into_error(&self.context))
     }
 
@@ -192,9 +209,8 @@ fn messiah_tenant_insert(
     let r = route(tenant_id).or_raise();
     if let Some(snap) = r.entity(table) {
         if let Some(e) = snap.entity(table) {
-            record = fields::apply_fields(e, &record).unwrap_or_else(|errors| {
-                violation(table, &errors).raise()
-            });
+            record = fields::apply_fields(e, &record)
+                .unwrap_or_else(|errors| violation(table, &errors).raise());
         }
     }
     let cols = match &record {
@@ -202,9 +218,18 @@ fn messiah_tenant_insert(
         _ => Vec::new(),
     };
     let rows = r
-        .run(&sql::insert(table, &cols), &[Param { value: Some(record.to_string()), type_oid: 0 }])
+        .run(
+            &sql::insert(table, &cols),
+            &[Param {
+                value: Some(record.to_string()),
+                type_oid: 0,
+            }],
+        )
         .or_raise();
-    returned(rows).into_iter().next().unwrap_or(JsonB(Value::Null))
+    returned(rows)
+        .into_iter()
+        .next()
+        .unwrap_or(JsonB(Value::Null))
 }
 
 /// 23514 for a routed record whose fields break their definitions.
@@ -306,7 +331,13 @@ fn messiah_tenant_delete(
         .or_raise();
     let r = route(tenant_id).or_raise();
     let rows = r
-        .run(&statement, &[Param { value: Some(Value::Object(conditions).to_string()), type_oid: 0 }])
+        .run(
+            &statement,
+            &[Param {
+                value: Some(Value::Object(conditions).to_string()),
+                type_oid: 0,
+            }],
+        )
         .or_raise();
     rows.affected.unwrap_or(0) as i64
 }

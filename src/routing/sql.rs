@@ -206,6 +206,29 @@ pub fn delete(table_name: &str, match_cols: &[String]) -> Result<String, ArgErro
     ))
 }
 
+/// The server's answer to a statement that uses more parameters than `params` gives. Over
+/// the extended protocol the server infers the count from the statement and refuses the Bind
+/// with 08P01 ("bind message supplies 1 parameters, but prepared statement \"\" requires
+/// 2"), a protocol-class code that reads as a broken connection; this returns the error the
+/// server raises for the same mistake in SQL (`PREPARE`/`EXECUTE`, SPI): 42P02 "there is no
+/// parameter $n", the server's message kept as DETAIL. `None` for any other error.
+pub fn missing_parameter(sqlstate: &str, message: &str) -> Option<(String, String)> {
+    if sqlstate != "08P01" {
+        return None;
+    }
+    let rest = message.strip_prefix("bind message supplies ")?;
+    let (given, rest) = rest.split_once(" parameters, but prepared statement ")?;
+    let (_, required) = rest.rsplit_once(" requires ")?;
+    let given: u32 = given.parse().ok()?;
+    let required: u32 = required.parse().ok()?;
+    (given < required).then(|| {
+        (
+            format!("there is no parameter ${}", given + 1),
+            message.to_string(),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,14 +236,60 @@ mod tests {
 
     #[test]
     fn params_are_untyped_scalars_and_jsonb_documents() {
-        let p = params(&json!(["a", 1.50, true, null, {"k": [1]}, [2]])).unwrap();
-        assert_eq!(p[0], Param { value: Some("a".into()), type_oid: 0 });
+        // parsed from text, as the jsonb argument arrives: the number keeps its digits
+        let v: Value = serde_json::from_str(r#"["a", 1.50, true, null, {"k": [1]}, [2]]"#).unwrap();
+        let p = params(&v).unwrap();
+        assert_eq!(
+            p[0],
+            Param {
+                value: Some("a".into()),
+                type_oid: 0
+            }
+        );
         assert_eq!(p[1].value.as_deref(), Some("1.50"));
         assert_eq!(p[2].value.as_deref(), Some("true"));
-        assert_eq!(p[3], Param { value: None, type_oid: 0 });
-        assert_eq!(p[4], Param { value: Some("{\"k\":[1]}".into()), type_oid: JSONB_OID });
+        assert_eq!(
+            p[3],
+            Param {
+                value: None,
+                type_oid: 0
+            }
+        );
+        assert_eq!(
+            p[4],
+            Param {
+                value: Some("{\"k\":[1]}".into()),
+                type_oid: JSONB_OID
+            }
+        );
         assert_eq!(p[5].type_oid, JSONB_OID);
-        assert_eq!(params(&json!({"a": 1})), Err(ArgError::ParamsNotArray("an object")));
+        assert_eq!(
+            params(&json!({"a": 1})),
+            Err(ArgError::ParamsNotArray("an object"))
+        );
+    }
+
+    #[test]
+    fn too_few_parameters_are_42p02() {
+        assert_eq!(
+            missing_parameter(
+                "08P01",
+                "bind message supplies 1 parameters, but prepared statement \"\" requires 3"
+            ),
+            Some((
+                "there is no parameter $2".into(),
+                "bind message supplies 1 parameters, but prepared statement \"\" requires 3".into()
+            ))
+        );
+        let other = "bind message has 2 parameter formats but 1 parameters";
+        assert_eq!(missing_parameter("08P01", other), None);
+        assert_eq!(
+            missing_parameter(
+                "42601",
+                "bind message supplies 1 parameters, but prepared statement \"\" requires 3"
+            ),
+            None
+        );
     }
 
     #[test]
@@ -253,22 +322,31 @@ mod tests {
         let cols = vec!["name".to_string(), "we\"ird".to_string()];
         assert_eq!(
             insert("clients", &cols),
-            "INSERT INTO public.clients AS r (name, \"we\"\"ird\") SELECT name, \"we\"\"ird\" \
-             FROM pg_catalog.jsonb_populate_record(NULL::public.clients, $1::pg_catalog.jsonb) \
+            "INSERT INTO public.\"clients\" AS r (\"name\", \"we\"\"ird\") SELECT \"name\", \"we\"\"ird\" \
+             FROM pg_catalog.jsonb_populate_record(NULL::public.\"clients\", $1::pg_catalog.jsonb) \
              RETURNING pg_catalog.to_jsonb(r.*)"
         );
         assert_eq!(
             insert("clients", &[]),
-            "INSERT INTO public.clients AS r DEFAULT VALUES RETURNING pg_catalog.to_jsonb(r.*)"
+            "INSERT INTO public.\"clients\" AS r DEFAULT VALUES RETURNING pg_catalog.to_jsonb(r.*)"
         );
         let u = update("clients", &["name".into()], true, &["id".into()]).unwrap();
-        assert!(u.contains("SET name = d.name, custom_fields = messiah.jsonb_merge_patch(r.custom_fields, $3::pg_catalog.jsonb)"), "{u}");
-        assert!(u.contains("WHERE r.id OPERATOR(pg_catalog.=) m.id RETURNING"), "{u}");
-        assert_eq!(update("clients", &["name".into()], false, &[]), Err(ArgError::EmptyMatch("update")));
-        assert_eq!(update("clients", &[], false, &["id".into()]), Err(ArgError::NothingToUpdate));
+        assert!(u.contains("SET \"name\" = d.\"name\", custom_fields = messiah.jsonb_merge_patch(r.custom_fields, $3::pg_catalog.jsonb)"), "{u}");
+        assert!(
+            u.contains("WHERE r.\"id\" OPERATOR(pg_catalog.=) m.\"id\" RETURNING"),
+            "{u}"
+        );
+        assert_eq!(
+            update("clients", &["name".into()], false, &[]),
+            Err(ArgError::EmptyMatch("update"))
+        );
+        assert_eq!(
+            update("clients", &[], false, &["id".into()]),
+            Err(ArgError::NothingToUpdate)
+        );
         assert_eq!(delete("clients", &[]), Err(ArgError::EmptyMatch("delete")));
         assert!(delete("Odd Table", &["id".into(), "name".into()])
             .unwrap()
-            .contains("DELETE FROM public.\"Odd Table\" AS r USING pg_catalog.jsonb_populate_record(NULL::public.\"Odd Table\", $1::pg_catalog.jsonb) AS m WHERE r.id OPERATOR(pg_catalog.=) m.id AND r.name OPERATOR(pg_catalog.=) m.name"));
+            .contains("DELETE FROM public.\"Odd Table\" AS r USING pg_catalog.jsonb_populate_record(NULL::public.\"Odd Table\", $1::pg_catalog.jsonb) AS m WHERE r.\"id\" OPERATOR(pg_catalog.=) m.\"id\" AND r.\"name\" OPERATOR(pg_catalog.=) m.\"name\""));
     }
 }

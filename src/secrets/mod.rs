@@ -130,7 +130,10 @@ fn messiah_rotate_key() -> i64 {
         &[current.as_str().into()],
         1,
     );
-    for id in ids.into_iter().filter_map(|r| r.into_iter().next().flatten()) {
+    for id in ids
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+    {
         if let Some(t) = crate::tenants::catalog::Tenant::find(&id, false) {
             crate::tenants::access::rotate(&t, &current);
             n += 1;

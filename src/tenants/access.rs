@@ -42,9 +42,17 @@ fn messiah_set_tenant_limits(
     temp_file_limit_kb: default!(Option<i64>, "NULL"),
 ) -> JsonB {
     let id = tenant_id_arg(tenant_id);
-    let timeout = bounded("statement_timeout_ms", statement_timeout_ms, 0..=i64::from(i32::MAX));
+    let timeout = bounded(
+        "statement_timeout_ms",
+        statement_timeout_ms,
+        0..=i64::from(i32::MAX),
+    );
     let connections = bounded("connection_limit", connection_limit, -1..=100_000);
-    let temp = bounded("temp_file_limit_kb", temp_file_limit_kb, -1..=i64::from(i32::MAX));
+    let temp = bounded(
+        "temp_file_limit_kb",
+        temp_file_limit_kb,
+        -1..=i64::from(i32::MAX),
+    );
     let t = Tenant::existing(id.as_str(), true).or_raise();
     t.require_ours().or_raise();
     crate::spi::run(
@@ -54,7 +62,12 @@ fn messiah_set_tenant_limits(
              connection_limit = coalesce($3::integer, connection_limit), \
              temp_file_limit_kb = coalesce($4, temp_file_limit_kb) \
          WHERE tenant_id = $1",
-        &[id.as_str().into(), timeout.into(), connections.map(|c| c as i32).into(), temp.into()],
+        &[
+            id.as_str().into(),
+            timeout.into(),
+            connections.map(|c| c as i32).into(),
+            temp.into(),
+        ],
     );
     if t.lifecycle == "ready" {
         outbox::enqueue(outbox::Action::ApplyRoles, &t);

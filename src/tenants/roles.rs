@@ -161,11 +161,18 @@ fn refuse_foreign(t: &Tenant, server: &Server) -> Result<(), Error> {
     .map_err(|e| e.into_error(&t.describe(server)))?;
     for r in rows.rows {
         let name = r.first().cloned().flatten().unwrap_or_default();
-        let kind = if name == t.owner_role { "owner" } else { "application" };
+        let kind = if name == t.owner_role {
+            "owner"
+        } else {
+            "application"
+        };
         if r.get(1).cloned().flatten().as_deref() != Some(marker(kind, &t.tenant_id).as_str()) {
             return Err(Error::new(
                 Code::ERRCODE_DUPLICATE_OBJECT,
-                format!("role \"{name}\" exists on server \"{}\" and is not tenant \"{}\"'s", server.name, t.tenant_id),
+                format!(
+                    "role \"{name}\" exists on server \"{}\" and is not tenant \"{}\"'s",
+                    server.name, t.tenant_id
+                ),
             )
             .detail("messiah marks the roles it creates with a comment; this one has another.")
             .hint("Rename or drop that role, then messiah_run_pending()."));
@@ -213,7 +220,13 @@ fn server_script(t: &Tenant, verifier: Option<&str>) -> String {
     ));
     sql.push_str(&setting(
         "temp_file_limit",
-        t.limits.temp_file_limit_kb.map(|kb| if kb < 0 { "-1".into() } else { format!("{kb}kB") }),
+        t.limits.temp_file_limit_kb.map(|kb| {
+            if kb < 0 {
+                "-1".into()
+            } else {
+                format!("{kb}kB")
+            }
+        }),
     ));
     sql.push_str(&format!(
         "GRANT {} TO {app};\nGRANT CONNECT ON DATABASE {} TO {app};\n",
@@ -250,7 +263,10 @@ fn database_script(t: &Tenant) -> String {
 pub fn drop_roles(t: &Tenant, server: &Server) -> Result<Vec<String>, Error> {
     let tenant_id = t.tenant_id.as_str();
     let mut dropped = Vec::new();
-    for (kind, role) in [("application", application_role(t)), ("owner", t.owner_role.as_str())] {
+    for (kind, role) in [
+        ("application", application_role(t)),
+        ("owner", t.owner_role.as_str()),
+    ] {
         let rows = remote::query(
             &server.maintenance(),
             "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1 \

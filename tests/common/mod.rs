@@ -327,7 +327,14 @@ impl OtherCluster {
         let data = format!("{}/data", self.dir);
         as_postgres(
             "pg_ctl",
-            &["-D", &data, "-l", &format!("{}/log", self.dir), "-w", "start"],
+            &[
+                "-D",
+                &data,
+                "-l",
+                &format!("{}/log", self.dir),
+                "-w",
+                "start",
+            ],
         );
     }
 }

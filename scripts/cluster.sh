@@ -4,6 +4,9 @@
 #   cluster.sh start [--fresh]   start (or reuse) it; --fresh wipes it first; prints export lines
 #   cluster.sh stop              stop it
 #   cluster.sh env               print the export lines
+# Environment: MESSIAH_CLUSTER_DIR (/tmp/messiah-cluster), MESSIAH_PORT (28815),
+# MESSIAH_ADMIN_DB (messiah_admin; `none`: a server that only holds tenant databases, with no
+# admin database, as the demo's second server).
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,6 +62,10 @@ CONF
         as_pg "$BIN/pg_ctl" -D "$DATA" -w start -l "$BASE/log" >/dev/null
     fi
     psql_() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres "$@"; }
+    if [ "$ADMIN_DB" = none ]; then
+        echo "export PGHOST=$SOCK PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres"
+        exit 0
+    fi
     if [ "$(psql_ -d postgres -Atc "SELECT count(*) FROM pg_database WHERE datname = '$ADMIN_DB'")" = 0 ]; then
         psql_ -d postgres -c "CREATE DATABASE $ADMIN_DB"
     fi

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # `make demo`: onboards the Chinook sample data into messiah, one tenant database per sales
-# support agent, with typed custom fields, then shows a rolled-back creation leaving nothing
-# behind and the errors users get for rows that break the field definitions.
+# support agent, with typed custom fields, one of them on a second server, then reads every
+# tenant back through routing, shows a routed insert, update and a refused statement, a
+# rolled-back creation leaving nothing behind and the errors users get for rows that break
+# the field definitions.
 #
-# Steps: start the cluster (make cluster) -> find the data -> transform it (scripts/demo/
-# transform.py, Python stdlib only) -> drop the previous run's tenants -> create the tenants
-# -> define their fields -> import -> verify counts, sums and names against the source ->
-# rollback demo -> bad rows demo.
+# Steps: start the cluster (make cluster) and a second one (the second server) -> find the
+# data -> transform it (scripts/demo/transform.py, Python stdlib only) -> drop the previous
+# run's tenants -> register the second server -> create the tenants -> define their fields ->
+# import -> verify counts, sums and names against the source -> routing -> rollback demo ->
+# bad rows demo.
 #
 # Environment:
 #   MESSIAH_DEMO_SKIP_CLUSTER=1   use the already running cluster (scripts/cluster.sh env)
 #                                 instead of `make cluster` (which builds, installs, restarts)
 #   MESSIAH_DEMO_DIR              work and cache directory (default /tmp/messiah-demo)
+#   MESSIAH_DEMO_SECOND_PORT      port of the second server (default 28826; its sockets and data
+#                                 in /tmp/messiah-demo-second)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,6 +53,20 @@ for i in $(seq 1 12); do
     sleep 5
 done
 echo "messiah $(val -c "SELECT extversion FROM pg_extension WHERE extname = 'messiah'") in $PGDATABASE"
+
+# The second server: a throwaway cluster that only holds tenant databases (scripts/cluster.sh
+# with no admin database), with the pg_hba lines tenant roles need. Kept across runs while this
+# admin database knows it (the previous run's tenant there is dropped below); started fresh
+# otherwise.
+SECOND_DIR=/tmp/messiah-demo-second
+SECOND_PORT=${MESSIAH_DEMO_SECOND_PORT:-28826}
+second() {
+    MESSIAH_CLUSTER_DIR=$SECOND_DIR MESSIAH_PORT=$SECOND_PORT MESSIAH_ADMIN_DB=none \
+        "$ROOT/scripts/cluster.sh" "$@" >/dev/null
+}
+registered=$(val -c "SELECT count(*) FROM messiah.servers WHERE name = 'second'")
+if [ "$registered" = 1 ]; then second start; else second start --fresh; fi
+echo "second server: a cluster at $SECOND_DIR port $SECOND_PORT"
 
 # --- 1. data ------------------------------------------------------------------------
 section "Chinook data"
@@ -108,6 +127,9 @@ read -r SRC_CUSTOMERS SRC_INVOICES SRC_LINES SRC_ACCENTED <"$OUT/source_totals.t
 echo "source: $SRC_CUSTOMERS customers, $SRC_INVOICES invoices, $SRC_LINES invoice lines"
 mapfile -t TENANTS <"$OUT/tenant_ids.txt"
 echo "tenants (one per sales support agent): ${TENANTS[*]}"
+SECOND_TENANT=${TENANTS[${#TENANTS[@]}-1]}
+# psql arguments that reach tenant $1's database directly (for the import and the checks)
+at() { if [ "$1" = "$SECOND_TENANT" ]; then echo "-h $SECOND_DIR -p $SECOND_PORT -d tenant_$1"; else echo "-d tenant_$1"; fi; }
 T1=$(now)
 
 # --- 4. drop the previous run's tenants -------------------------------------------------
@@ -123,9 +145,16 @@ leftover=$(val -c "SELECT string_agg(datname, ', ') FROM pg_database
 echo "no demo tenant left"
 
 # --- 5. tenants, fields, import ---------------------------------------------------------
+section "Servers"
+if [ "$registered" = 0 ]; then
+    val -c "SELECT messiah_add_server(name => 'second', conninfo => 'host=$SECOND_DIR port=$SECOND_PORT user=postgres') ->> 'name'" >/dev/null
+fi
+q -c "SELECT name, conninfo, status, tenants, reachable FROM messiah_list_servers() ORDER BY name"
+
 section "Create tenants"
+echo "(placement: $SECOND_TENANT on server \"second\", the others by policy)"
 T2=$(now)
-q -At -v settings='{}' -f "$OUT/create_tenants.sql"
+q -At -v settings='{}' -v second_server=second -f "$OUT/create_tenants.sql"
 T3=$(now)
 
 section "Define custom fields"
@@ -144,7 +173,8 @@ T4=$(now)
 section "Import"
 for tid in "${TENANTS[@]}"; do
     t=$(now)
-    q -d "tenant_$tid" -v dir="$OUT/$tid" -f "$HERE/import.sql" || die "import into tenant_$tid failed"
+    # shellcheck disable=SC2046
+    q $(at "$tid") -v dir="$OUT/$tid" -f "$HERE/import.sql" || die "import into tenant_$tid failed"
     printf '  %-22s imported in %ss\n' "$tid" "$(elapsed "$t" "$(now)")"
 done
 T5=$(now)
@@ -155,7 +185,8 @@ printf '  %-22s %8s %9s %11s\n' tenant_id clients projects activities
 printf '  %-22s %8s %9s %11s\n' ---------------------- -------- --------- -----------
 sum_c=0 sum_p=0 sum_a=0 sum_acc=0 bad=0
 while IFS=$'\t' read -r tid _name _slug _email _contact exp_c exp_p exp_a exp_acc exp_md5 exp_total; do
-    IFS='|' read -r c p a acc md5 total_ok < <(val -d "tenant_$tid" -c "
+    # shellcheck disable=SC2046
+    IFS='|' read -r c p a acc md5 total_ok < <(val $(at "$tid") -c "
         SELECT (SELECT count(*) FROM clients), (SELECT count(*) FROM projects),
                (SELECT count(*) FROM activities),
                (SELECT count(*) FROM clients WHERE name ~ '[^[:ascii:]]'),
@@ -179,7 +210,8 @@ echo "totals match the source (and per tenant: client names byte-identical, invo
 
 section "Accents survived (clients named João ... or with a ç)"
 for tid in "${TENANTS[@]}"; do
-    val -d "tenant_$tid" -F $'\t' -c "
+    # shellcheck disable=SC2046
+    val $(at "$tid") -F $'\t' -c "
         SELECT '$tid', name, custom_fields->>'city', custom_fields->>'country' FROM clients
         WHERE name LIKE 'Jo%o %' OR name LIKE '%ç%' ORDER BY name" |
         while IFS=$'\t' read -r t n city country; do
@@ -188,6 +220,57 @@ for tid in "${TENANTS[@]}"; do
 done
 [ "$sum_acc" = "$SRC_ACCENTED" ] || die "$sum_acc non-ASCII client names imported, the source has $SRC_ACCENTED"
 echo "$sum_acc of $SRC_ACCENTED client names with non-ASCII letters arrived intact"
+
+section "Routing: every tenant read back through messiah_tenant_query"
+echo "top 3 billing countries per agent by invoice total (custom_fields of projects), run in each"
+echo "tenant's database as its application role, on whichever server it lives:"
+TOP3='SELECT custom_fields->>''billing_country'' AS country, sum((custom_fields->>''total'')::numeric) AS total
+      FROM projects GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1'
+for tid in "${TENANTS[@]}"; do
+    val -F $'\t' -v top3="$TOP3" -v tid="$tid" <<'SQL' |
+SELECT t->>'tenant_id', t->>'server', string_agg(format('%s %s', r->>'country', r->>'total'), ', ')
+FROM messiah_get_tenant(:'tid') AS t, messiah_tenant_query(:'tid', :'top3', '[3]') AS r
+GROUP BY 1, 2
+SQL
+        while IFS=$'\t' read -r t server top; do
+            printf '  %-22s %-7s %s\n' "$t" "$server" "$top"
+        done
+done
+routed=$(val -v top3="$TOP3" <<SQL
+SELECT count(*) FROM unnest(ARRAY[$(printf "'%s'," "${TENANTS[@]}" | sed 's/,$//')]) AS tid,
+       messiah_tenant_query(tid, :'top3', '[3]')
+SQL
+)
+[ "$routed" = $(( 3 * ${#TENANTS[@]} )) ] || die "$routed routed rows, expected $(( 3 * ${#TENANTS[@]} ))"
+
+section "Routing: an insert, an update, a statement that tries to leave its tenant"
+tid=$SECOND_TENANT
+echo "messiah_tenant_insert into $tid (server second): \"country\" given at the top level is a"
+echo "defined field, moved into custom_fields and validated:"
+q -e -v tid="$tid" <<'SQL'
+SELECT r->>'name' AS name, r->'custom_fields' AS custom_fields
+FROM messiah_tenant_insert(:'tid', 'clients',
+       '{"name": "Routed Demo", "email": "routed@example.com", "address": "Rua 1",
+         "city": "Porto Alegre", "country": "Brazil"}') AS r;
+SQL
+echo "messiah_tenant_update merges custom_fields (JSON Merge Patch) instead of replacing it:"
+q -e -v tid="$tid" <<'SQL'
+SELECT r->>'name' AS name, r->'custom_fields' AS custom_fields
+FROM messiah_tenant_update(:'tid', 'clients', '{"custom_fields": {"company": "Routed Ltda"}}',
+                           '{"email": "routed@example.com"}') AS r;
+SQL
+merged=$(val -v tid="$tid" -c "SELECT r->'custom_fields' @> '{\"company\": \"Routed Ltda\", \"country\": \"Brazil\"}'
+                               FROM messiah_tenant_query(:'tid', 'SELECT custom_fields FROM clients WHERE email = \$1', '[\"routed@example.com\"]') AS r")
+[ "$merged" = t ] || die "the routed update did not merge custom_fields"
+echo "a routed statement is run as the tenant's role, which cannot disable messiah's trigger:"
+out=$(q -e -v VERBOSITY=verbose -v tid="$tid" 2>&1 <<'SQL' || true
+SELECT * FROM messiah_tenant_query(:'tid', 'ALTER TABLE clients DISABLE TRIGGER ALL');
+SQL
+)
+printf '%s\n' "$out" | grep -v '^LOCATION:' | sed -e 's/^psql:[^ ]* ERROR:/ERROR:/' -e 's/^/  /'
+printf '%s\n' "$out" | grep -q 'ERROR:  42501:' || die "the routed ALTER TABLE was not refused with 42501"
+deleted=$(val -v tid="$tid" -c "SELECT messiah_tenant_delete(:'tid', 'clients', '{\"email\": \"routed@example.com\"}')")
+echo "messiah_tenant_delete removed the demo row again ($deleted row)"
 
 section "Time"
 printf '  transform %ss, create %d tenants %ss, define fields %ss, import %ss\n' \

@@ -19,7 +19,7 @@ Writes into OUT_DIR:
   source_totals.tsv     customers, invoices, invoice lines, accented customer names in the fixture
   tenant_ids.txt        the demo's tenant ids, one per line
   drop_tenants.sql      drops the demo tenants left by a previous run (42704 ignored)
-  create_tenants.sql    messiah_create_tenant calls (psql variable :settings)
+  create_tenants.sql    messiah_create_tenant calls (psql variables :settings, :second_server for the last agent)
   define_fields.sql     messiah_define_field calls, one per (tenant, table, field)
   fields.txt            the field definitions, readable
   <tenant_id>/{clients,projects,activities}.json   the rows to import
@@ -300,13 +300,15 @@ def main():
                     f"EXCEPTION WHEN undefined_object THEN NULL;\nEND $$;\n")
     with open(os.path.join(out, "create_tenants.sql"), "w", encoding="utf-8") as f:
         f.write("-- One call per tenant, each in autocommit: the database appears when it commits.\n")
-        for t in tenants:
+        for n, t in enumerate(tenants):
+            # the last agent's tenant goes to the server named by psql variable :second_server
+            server = ":'second_server'" if n == len(tenants) - 1 else "NULL"
             f.write(
-                "SELECT format('  created tenant %s: database %s, status %s, contact %s <%s>',\n"
-                "              t->>'tenant_id', t->>'database', t->>'status', t->>'contact_name', t->>'contact_email')\n"
+                "SELECT format('  created tenant %s: database %s on server %s, status %s, contact %s <%s>',\n"
+                "              t->>'tenant_id', t->>'database', t->>'server', t->>'status', t->>'contact_name', t->>'contact_email')\n"
                 f"FROM messiah_create_tenant(tenant_id => {lit(t['tenant_id'])}, name => {lit(t['name'])}, "
                 f"slug => {lit(t['slug'])}, contact_email => {lit(t['email'])}, "
-                f"contact_name => {lit(t['contact_name'])}, settings => :'settings') AS t;\n")
+                f"contact_name => {lit(t['contact_name'])}, settings => :'settings', server => {server}) AS t;\n")
     with open(os.path.join(out, "define_fields.sql"), "w", encoding="utf-8") as f, \
             open(os.path.join(out, "fields.txt"), "w", encoding="utf-8") as txt:
         f.write("-- Typed custom fields, defined before the import (policy reject: every key\n"

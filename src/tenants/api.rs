@@ -316,8 +316,8 @@ fn messiah_create_tenant(
     // exactly one of N concurrent creations inserts; the others see no row and raise 23505.
     let inserted = crate::spi::one::<bool>(
         "INSERT INTO messiah.tenants (tenant_id, name, slug, contact_email, contact_name, settings, \
-                                      database_name, server_id, creating_xid) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::xid8) ON CONFLICT DO NOTHING RETURNING true",
+                                      database_name, server_id, creating_xid, credential_key_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::xid8, $10) ON CONFLICT DO NOTHING RETURNING true",
         &[
             id.as_str().into(),
             name.into(),
@@ -328,6 +328,7 @@ fn messiah_create_tenant(
             datname.as_str().into(),
             server.id.into(),
             provision::current_xid8().as_str().into(),
+            super::roles::initial_key_id().into(),
         ],
     )
     .unwrap_or(false);

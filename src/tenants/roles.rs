@@ -113,8 +113,9 @@ pub fn apply(t: &Tenant) -> Result<String, Error> {
         )
         .map_err(|e| e.into_error(&context))?;
     }
-    remote::execute(&server.database(&t.database_name), &database_script(t))
-        .map_err(|e| e.into_error(&context))?;
+    let db = server.database(&t.database_name);
+    remote::execute(&db, &grants_script(t)).map_err(|e| e.into_error(&context))?;
+    remote::execute(&db, &ownership_script(t)).map_err(|e| e.into_error(&context))?;
     remote::close_database(server.id, &t.database_name);
     Ok(format!(
         "roles {} ({}) and {} applied",
@@ -126,6 +127,18 @@ pub fn apply(t: &Tenant) -> Result<String, Error> {
         },
         t.owner_role
     ))
+}
+
+/// The key a new tenant's application-role password is derived from: the current key of
+/// `messiah.key_file`, recorded with the catalog row when it is created (so setting up the
+/// roles later changes nothing the user sees, not even `updated_at`). `None` when no usable
+/// key file is configured: the roles are then set up without a login, and the key is
+/// recorded the first time one is (see [`credential`]).
+pub fn initial_key_id() -> Option<String> {
+    match crate::secrets::ring_if_configured() {
+        Ok(Some(ring)) => Some(ring.current().id().to_string()),
+        _ => None,
+    }
 }
 
 /// The application role's password, its key recorded in the catalog the first time; `None`
@@ -236,26 +249,46 @@ fn server_script(t: &Tenant, verifier: Option<&str>) -> String {
     sql
 }
 
-/// The statements inside the tenant's database (one implicit transaction): the seed's tables
-/// owned by the owner role, table and sequence rights for the application role.
-fn database_script(t: &Tenant) -> String {
+/// The rights of the application role inside the tenant's database (one implicit
+/// transaction): table and sequence rights, `messiah.jsonb_merge_patch` for merging updates.
+/// GRANT takes no lock on the tables, so it never waits for (or queues) the tenant's writers.
+fn grants_script(t: &Tenant) -> String {
     let app = quote_ident(application_role(t));
-    let owner = quote_ident(&t.owner_role);
-    let mut sql = String::new();
-    for table in TENANT_TABLES {
-        sql.push_str(&format!(
-            "ALTER TABLE IF EXISTS public.{} OWNER TO {owner};\n",
-            quote_ident(table)
-        ));
-    }
-    sql.push_str(&format!(
+    format!(
         "GRANT USAGE ON SCHEMA public TO {app};\n\
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app};\n\
          GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app};\n\
          GRANT USAGE ON SCHEMA messiah TO {app};\n\
          GRANT EXECUTE ON FUNCTION messiah.jsonb_merge_patch(jsonb, jsonb) TO {app};\n"
-    ));
-    sql
+    )
+}
+
+/// Gives the seed's tables to the owner role, only those it does not own yet. `ALTER TABLE
+/// OWNER` needs an ACCESS EXCLUSIVE lock; waiting for it would queue every writer of the table
+/// behind any transaction that holds a lock on it (the issue-8 stall). So the lock is taken
+/// `NOWAIT` (never queued): when a transaction holds the table, the action fails with 55P03
+/// and the outbox retries it later. The application role's rights come from GRANTs, not from
+/// ownership, so routing works meanwhile.
+fn ownership_script(t: &Tenant) -> String {
+    let tables = TENANT_TABLES
+        .iter()
+        .map(|name| quote_literal(name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let owner = quote_literal(&t.owner_role);
+    format!(
+        "DO $$DECLARE r record; BEGIN\n\
+         FOR r IN SELECT c.oid::pg_catalog.regclass AS rel FROM pg_catalog.pg_class c\n\
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace\n\
+           WHERE n.nspname OPERATOR(pg_catalog.=) 'public'\n\
+             AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[{tables}]::pg_catalog.name[])\n\
+             AND c.relowner OPERATOR(pg_catalog.<>) {owner}::pg_catalog.regrole\n\
+         LOOP\n\
+           EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', r.rel);\n\
+           EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', r.rel, {owner});\n\
+         END LOOP;\n\
+         END$$;\n"
+    )
 }
 
 /// Drops the tenant's roles on `server` once its database is gone (the drop action), each

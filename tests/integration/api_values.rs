@@ -35,6 +35,9 @@ fn lifecycle_api_returns_exact_values() {
         "settings": {"unknown_custom_fields": "strip", "theme": {"color": "red"}},
         "database": "tenant_it_api_a",
         "server": "local",
+        "connector_type": "postgres",
+        "roles": {"application": "tenant_it_api_a", "owner": "owner_it_api_a"},
+        "limits": {"statement_timeout_ms": 30000, "connection_limit": 20, "temp_file_limit_kb": 1048576},
         "lifecycle": "provisioning",
         "snapshot_version": 0,
         "supabase": {
@@ -92,7 +95,9 @@ fn lifecycle_api_returns_exact_values() {
             "tenant_id": "it_api_b", "name": "Beta", "slug": "it-api-b", "status": "active",
             "contact_email": null, "contact_name": null, "settings": {},
             "database": "tenant_it_api_b", "server": "local", "lifecycle": "provisioning",
-            "snapshot_version": 0, "supabase": null
+            "snapshot_version": 0, "supabase": null, "connector_type": "postgres",
+            "roles": {"application": "tenant_it_api_b", "owner": "owner_it_api_b"},
+            "limits": {"statement_timeout_ms": 30000, "connection_limit": 20, "temp_file_limit_kb": 1048576}
         })
     );
     admin

@@ -175,7 +175,17 @@ fn keys_rotate_and_a_missing_key_file_fails_only_what_needs_it() {
         .query_one("SELECT messiah_rotate_key()", &[])
         .unwrap()
         .get(0);
-    assert_eq!(n, 4);
+    // 4 secrets re-encrypted, and both tenants' role passwords moved to the new key
+    assert_eq!(n, 6);
+    let moved: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM messiah.tenants WHERE tenant_id IN ('it_key_a', 'it_key_b') \
+             AND credential_version = 2",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(moved, 2);
     let after = key_ids(&mut admin);
     assert_eq!(after.len(), 1);
     assert_ne!(after, before);

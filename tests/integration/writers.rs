@@ -105,6 +105,22 @@ fn defining_an_indexed_field_never_queues_writers() {
         worst.as_millis(),
         to_valid.as_millis()
     );
+    // the tables go to the tenant's owner role (a NOWAIT lock: it never queued the writer
+    // above, and is retried until no transaction holds the table)
+    let owner = format!("owner_{id}");
+    assert!(
+        wait_until(60, || {
+            let _ = admin.batch_execute("SELECT messiah_run_pending()");
+            t.query_one(
+                "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'public.clients'::regclass",
+                &[],
+            )
+            .unwrap()
+            .get::<_, String>(0)
+                == owner
+        }),
+        "clients is not owned by {owner}"
+    );
     drop((t, idle));
     drop_tenant(&mut admin, id);
 }

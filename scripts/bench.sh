@@ -11,6 +11,10 @@
 #     indexes.
 #  4. Writers while a filterable + sortable field is defined behind a transaction left idle:
 #     per-insert latency of a writer at 50 inserts/s, and when the index becomes valid.
+#  5. Routing: a one-row statement through messiah_tenant_query on a warm connection, next to
+#     the same statement over a named dblink connection and over a direct session into the
+#     tenant database (pgbench -r per-statement latency, ROUTE_ROUNDS interleaved rounds of
+#     ROUTE_SECONDS each, medians).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${BENCH_TENANTS:-100}
@@ -227,4 +231,39 @@ printf "writer: %s inserts, p50 %s ms, p99 %s ms, worst %s ms\n" "$(wc -l <"$tmp
     "$(pct 0.5 <"$tmp/writer.t")" "$(pct 0.99 <"$tmp/writer.t")" "$(pct 1 <"$tmp/writer.t")"
 echo "messiah_define_field returned in $defined ms (the index is built after COMMIT, by the executor)"
 echo "index valid ${valid:-(not within 60 s)} ms after the idle transaction ended"
+
+echo
+R=${BENCH_ROUTE_ROUNDS:-5}
+S=${BENCH_ROUTE_SECONDS:-4}
+echo "== routing: one-row statement, warm connections (pgbench -r, median of $R rounds of $S s) =="
+psql_ -d tenant_bench_warm -c "INSERT INTO clients (name, email) VALUES ('Routed', 'routed@example.com')" >/dev/null
+psql_ -c "CREATE EXTENSION IF NOT EXISTS dblink" >/dev/null
+STMT="SELECT name, email FROM clients WHERE email = 'routed@example.com'"
+QSTMT=${STMT//\'/\'\'}
+echo "$STMT;" >"$tmp/direct.sql"
+echo "SELECT * FROM messiah_tenant_query('bench_warm', '$QSTMT');" >"$tmp/routed.sql"
+cat >"$tmp/dblink.sql" <<SQL
+SELECT CASE WHEN 'bench' = ANY (coalesce(dblink_get_connections(), '{}')) THEN 'OK' ELSE dblink_connect('bench', 'host=$PGHOST port=$PGPORT user=postgres dbname=tenant_bench_warm') END;
+SELECT * FROM dblink('bench', '$QSTMT') AS t(name text, email text);
+SQL
+# the routed call's result, checked once
+got=$(psql_ -Atc "SELECT * FROM messiah_tenant_query('bench_warm', '$QSTMT')")
+[ "$got" = '{"name": "Routed", "email": "routed@example.com"}' ] || { echo "routed result: $got" >&2; exit 1; }
+# pgbench -r prints "latency_ms ... statement" per command; the line of the measured statement
+lat() { awk -v pat="$2" '/statement latencies/ {on=1; next} on && index($0, pat) {print $1}' "$1"; }
+for r in $(seq 1 "$R"); do
+    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/direct.sql" tenant_bench_warm >"$tmp/out" 2>&1
+    lat "$tmp/out" "SELECT name" >>"$tmp/direct.t"
+    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/dblink.sql" >"$tmp/out" 2>&1
+    lat "$tmp/out" "FROM dblink(" >>"$tmp/dblink.t"
+    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/routed.sql" >"$tmp/out" 2>&1
+    lat "$tmp/out" "messiah_tenant_query" >>"$tmp/routed.t"
+done
+med() { pct 0.5 <"$tmp/$1.t"; }
+d=$(med direct) b=$(med dblink) m=$(med routed)
+printf "%-58s %9s %11s\n" "" "ms/call" "ratio"
+printf "%-58s %9.3f %10.2fx\n" "direct session into the tenant database (baseline)" "$d" 1
+printf "%-58s %9.3f %10.2fx\n" "dblink, named connection, from the admin database" "$b" "$(echo "$b / $d" | bc -l)"
+printf "%-58s %9.3f %10.2fx\n" "messiah_tenant_query (as the tenant's role, pooled)" "$m" "$(echo "$m / $d" | bc -l)"
+printf "messiah_tenant_query - dblink: %+.3f ms per call (target: at most +0.1)\n" "$(echo "$m - $b" | bc -l)"
 rm -rf "$tmp"

@@ -220,20 +220,46 @@ impl Conn {
         params: &[Option<&str>],
         server: &str,
     ) -> Result<Rows, RemoteError> {
+        let params: Vec<Param> = params
+            .iter()
+            .map(|p| Param {
+                value: p.map(str::to_string),
+                type_oid: 0,
+            })
+            .collect();
+        self.send_params(sql, &params, server)?;
+        self.collect(server)
+    }
+
+    /// Sends one statement with protocol parameters (`PQsendQueryParams`: text values, each
+    /// with its type OID, 0 for the server to infer). Errors: the connection is lost.
+    fn send_params(
+        &mut self,
+        sql: &str,
+        params: &[Param],
+        server: &str,
+    ) -> Result<(), RemoteError> {
         let c_sql = cstring(sql);
-        let values: Vec<Option<CString>> = params.iter().map(|p| p.map(cstring)).collect();
+        let values: Vec<Option<CString>> = params
+            .iter()
+            .map(|p| p.value.as_deref().map(cstring))
+            .collect();
         let ptrs: Vec<*const std::ffi::c_char> = values
             .iter()
             .map(|v| v.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()))
             .collect();
-        // SAFETY: the query and parameter strings outlive the call; NULL types let the
-        // server infer them; text format for parameters and results.
+        let types: Vec<pq::Oid> = params.iter().map(|p| p.type_oid).collect();
+        // SAFETY: the query, values and types outlive the call; text format throughout.
         let sent = unsafe {
             pq::PQsendQueryParams(
                 self.raw.as_ptr(),
                 c_sql.as_ptr(),
                 ptrs.len() as i32,
-                std::ptr::null(),
+                if types.is_empty() {
+                    std::ptr::null()
+                } else {
+                    types.as_ptr()
+                },
                 if ptrs.is_empty() {
                     std::ptr::null()
                 } else {
@@ -247,7 +273,7 @@ impl Conn {
         if sent == 0 {
             return Err(self.lost(server));
         }
-        self.collect(server)
+        Ok(())
     }
 
     /// Runs SQL text with the simple query protocol (one or more statements, no parameters:
@@ -298,40 +324,7 @@ impl Conn {
         caps: &Caps,
         server: &str,
     ) -> Result<Rows, RemoteError> {
-        let c_sql = cstring(sql);
-        let values: Vec<Option<CString>> = params
-            .iter()
-            .map(|p| p.value.as_deref().map(cstring))
-            .collect();
-        let ptrs: Vec<*const std::ffi::c_char> = values
-            .iter()
-            .map(|v| v.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()))
-            .collect();
-        let types: Vec<pq::Oid> = params.iter().map(|p| p.type_oid).collect();
-        // SAFETY: the query, values and types outlive the call; text format throughout.
-        let sent = unsafe {
-            pq::PQsendQueryParams(
-                self.raw.as_ptr(),
-                c_sql.as_ptr(),
-                ptrs.len() as i32,
-                if types.is_empty() {
-                    std::ptr::null()
-                } else {
-                    types.as_ptr()
-                },
-                if ptrs.is_empty() {
-                    std::ptr::null()
-                } else {
-                    ptrs.as_ptr()
-                },
-                std::ptr::null(),
-                std::ptr::null(),
-                0,
-            )
-        };
-        if sent == 0 {
-            return Err(self.lost(server));
-        }
+        self.send_params(sql, params, server)?;
         // SAFETY: called right after sending, as libpq requires.
         unsafe { pq::PQsetSingleRowMode(self.raw.as_ptr()) };
         self.collect_with(server, Some(caps))

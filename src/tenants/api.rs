@@ -644,6 +644,11 @@ fn messiah_drop_tenant(
         // Created in this transaction: its database does not exist yet and never will.
         crate::spi::run("DELETE FROM messiah.tenants WHERE id = $1::uuid", &key);
     } else if keep_database {
+        // the kept database stays, its application role loses its login (after COMMIT: the
+        // role change finds the tenant gone and locks the role out)
+        if t.is_ours() {
+            outbox::enqueue(outbox::Action::ApplyRoles, &t);
+        }
         crate::spi::run("DELETE FROM messiah.tenants WHERE id = $1::uuid", &key);
         crate::spi::run(
             "INSERT INTO messiah.detached_databases (database_name, tenant_id) VALUES ($1, $2) \
@@ -654,6 +659,12 @@ fn messiah_drop_tenant(
         crate::spi::run(
             "UPDATE messiah.tenants SET lifecycle = 'dropping' WHERE id = $1::uuid",
             &key,
+        );
+        // the drop drops the roles too: queued role changes are moot (and would fail forever
+        // on a key file problem that has nothing to do with dropping)
+        crate::spi::run(
+            "DELETE FROM messiah.outbox WHERE tenant_id = $1 AND action = 'apply_roles'",
+            &[id.as_str().into()],
         );
         outbox::enqueue(outbox::Action::DropDatabase, &t);
     }

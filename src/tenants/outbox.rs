@@ -235,7 +235,12 @@ fn apply_roles(item: &Item) -> Result<String, Error> {
         &[item.tenant_id.as_str().into(), item.id.into()],
     );
     match Tenant::find(&item.tenant_id, false) {
-        None => Ok("skipped: the tenant is gone".into()),
+        // dropped with keep_database: the database stays, nobody logs in as the tenant
+        None => super::roles::lock_out(
+            &item.tenant_id,
+            &item.database_name,
+            &Server::by_id(item.server_id)?,
+        ),
         Some(t) => super::roles::apply(&t),
     }
 }
@@ -370,7 +375,16 @@ pub fn run_and_wait(wait_ms: i64) -> Report {
         let r = run(true);
         total.done += r.done;
         total.failed = r.failed;
-        total.items.extend(r.items);
+        // an action that fails on every pass is listed once, with its latest outcome
+        for item in r.items {
+            let again = total.items.iter_mut().find(|x| {
+                (&x.0, &x.1, &x.2) == (&item.0, &item.1, &item.2) && x.3.starts_with("failed")
+            });
+            match again {
+                Some(x) => *x = item,
+                None => total.items.push(item),
+            }
+        }
         total.pending = r.pending;
         if r.pending == 0 || std::time::Instant::now() >= deadline {
             return total;

@@ -291,6 +291,40 @@ fn ownership_script(t: &Tenant) -> String {
     )
 }
 
+/// Locks the application role of a tenant that is gone from the catalog but whose database
+/// was kept (`messiah_drop_tenant(keep_database => true)`): NOLOGIN, its sessions ended. The
+/// roles stay (the owner role owns the kept tables), marked as the tenant's, so that
+/// `messiah_adopt_database` can bring the tenant back with them. A role without this tenant's
+/// marker is left alone.
+pub fn lock_out(tenant_id: &str, role: &str, server: &Server) -> Result<String, Error> {
+    let context = format!("server \"{}\"", server.name);
+    let rows = remote::query(
+        &server.maintenance(),
+        "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1 \
+         AND pg_catalog.shobj_description(oid, 'pg_authid') OPERATOR(pg_catalog.=) $2",
+        &[Some(role), Some(&marker("application", tenant_id))],
+    )
+    .map_err(|e| e.into_error(&context))?;
+    if rows.rows.is_empty() {
+        return Ok(format!("skipped: no role {role} of tenant {tenant_id}"));
+    }
+    remote::execute(
+        &server.maintenance(),
+        &format!("ALTER ROLE {} NOLOGIN", quote_ident(role)),
+    )
+    .map_err(|e| e.into_error(&context))?;
+    remote::query(
+        &server.maintenance(),
+        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
+         WHERE usename OPERATOR(pg_catalog.=) $1",
+        &[Some(role)],
+    )
+    .map_err(|e| e.into_error(&context))?;
+    Ok(format!(
+        "role {role} locked out (the tenant is gone, its database kept)"
+    ))
+}
+
 /// Drops the tenant's roles on `server` once its database is gone (the drop action), each
 /// only if it carries this tenant's marker. Returns the roles dropped.
 pub fn drop_roles(t: &Tenant, server: &Server) -> Result<Vec<String>, Error> {

@@ -286,12 +286,19 @@ fn drop_extension_is_refused_and_repair_never_destroys_orphans() {
         );
     }
     assert_eq!(tenant_rows(&mut admin, "it_dx"), 1);
-    // forced by a superuser
-    admin
-        .batch_execute(
-            "ALTER EVENT TRIGGER messiah_ddl_guard DISABLE; DROP EXTENSION messiah;              SET client_min_messages = warning; CREATE EXTENSION messiah",
-        )
-        .unwrap();
+    // forced by a superuser. Without the guard (whose catalog lock prevents it), the DROP
+    // takes the catalog's locks one by one and can deadlock with the executor reading them
+    // (40P01, the DROP is the one rolled back): a superuser retries, as this does.
+    let mut attempts = 0;
+    while let Err(e) = admin.batch_execute(
+        "BEGIN; ALTER EVENT TRIGGER messiah_ddl_guard DISABLE; DROP EXTENSION messiah; \
+         SET client_min_messages = warning; CREATE EXTENSION messiah; COMMIT",
+    ) {
+        attempts += 1;
+        assert!(attempts < 10 && sqlstate(&e) == "40P01", "{e}");
+        admin.batch_execute("ROLLBACK").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let rows = reconcile(&mut admin, true, "it_dx");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].0, "orphan_database");

@@ -554,3 +554,49 @@ fn routing_to_a_second_server_survives_its_restart() {
     drop_tenant(&mut c, t);
     drop(other);
 }
+
+/// A tenant dropped with `keep_database => true` keeps its database (and its roles, for a
+/// later `messiah_adopt_database`), but nobody logs in as it any more: its application role
+/// loses its login and its sessions are ended after COMMIT.
+#[test]
+fn a_kept_database_is_no_way_back_in() {
+    let t = "it_rt_keep";
+    let mut c = setup("rt_keep", &[t]);
+    assert_eq!(
+        query(&mut c, t, "SELECT 1 AS one", json!([])).unwrap(),
+        vec![json!({"one": 1})]
+    );
+    let role = format!("tenant_{t}");
+    let mut watch = connect("postgres");
+    let state = |w: &mut Client| -> (bool, i64) {
+        let r = w
+            .query_one(
+                "SELECT rolcanlogin, (SELECT count(*) FROM pg_stat_activity WHERE usename = $1) \
+                 FROM pg_roles WHERE rolname = $1",
+                &[&role],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(state(&mut watch), (true, 1));
+    c.batch_execute(&format!(
+        "SELECT messiah_drop_tenant('{t}', keep_database => true)"
+    ))
+    .unwrap();
+    settle(&mut c);
+    assert!(
+        wait_until(10, || state(&mut watch) == (false, 0)),
+        "the kept database's role can still log in: {:?}",
+        state(&mut watch)
+    );
+    assert!(db_exists(&format!("tenant_{t}")));
+    let e = query(&mut c, t, "SELECT 1", json!([])).unwrap_err();
+    assert_eq!(sqlstate(&e), "42704", "{e}");
+    // clean up by hand: the database and the roles are no tenant's now
+    drop_db(&format!("tenant_{t}"));
+    watch
+        .batch_execute(&format!(
+            "DROP ROLE \"tenant_{t}\"; DROP ROLE \"owner_{t}\""
+        ))
+        .unwrap();
+}

@@ -660,12 +660,8 @@ fn messiah_drop_tenant(
             "UPDATE messiah.tenants SET lifecycle = 'dropping' WHERE id = $1::uuid",
             &key,
         );
-        // the drop drops the roles too: queued role changes are moot (and would fail forever
-        // on a key file problem that has nothing to do with dropping)
-        crate::spi::run(
-            "DELETE FROM messiah.outbox WHERE tenant_id = $1 AND action = 'apply_roles'",
-            &[id.as_str().into()],
-        );
+        // queued role changes of the tenant are skipped from now on (lifecycle `dropping`):
+        // the drop drops the roles too
         outbox::enqueue(outbox::Action::DropDatabase, &t);
     }
     JsonB(serde_json::json!({

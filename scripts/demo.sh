@@ -128,8 +128,15 @@ echo "source: $SRC_CUSTOMERS customers, $SRC_INVOICES invoices, $SRC_LINES invoi
 mapfile -t TENANTS <"$OUT/tenant_ids.txt"
 echo "tenants (one per sales support agent): ${TENANTS[*]}"
 SECOND_TENANT=${TENANTS[${#TENANTS[@]}-1]}
-# psql arguments that reach tenant $1's database directly (for the import and the checks)
-at() { if [ "$1" = "$SECOND_TENANT" ]; then echo "-h $SECOND_DIR -p $SECOND_PORT -d tenant_$1"; else echo "-d tenant_$1"; fi; }
+# psql arguments that reach tenant $1's database directly (for the import and the checks),
+# on the server the catalog places it on
+at() {
+    if [ "$(val -c "SELECT messiah_get_tenant('$1') ->> 'server'")" = second ]; then
+        echo "-h $SECOND_DIR -p $SECOND_PORT -d tenant_$1"
+    else
+        echo "-d tenant_$1"
+    fi
+}
 T1=$(now)
 
 # --- 4. drop the previous run's tenants -------------------------------------------------
@@ -152,7 +159,8 @@ fi
 q -c "SELECT name, conninfo, status, tenants, reachable FROM messiah_list_servers() ORDER BY name"
 
 section "Create tenants"
-echo "(placement: $SECOND_TENANT on server \"second\", the others by policy)"
+echo "(placement: $SECOND_TENANT on server \"second\" by name, the others by policy: the active"
+echo " server with the fewest tenants under its capacity)"
 T2=$(now)
 q -At -v settings='{}' -v second_server=second -f "$OUT/create_tenants.sql"
 T3=$(now)
@@ -224,8 +232,8 @@ echo "$sum_acc of $SRC_ACCENTED client names with non-ASCII letters arrived inta
 section "Routing: every tenant read back through messiah_tenant_query"
 echo "top 3 billing countries per agent by invoice total (custom_fields of projects), run in each"
 echo "tenant's database as its application role, on whichever server it lives:"
-TOP3='SELECT custom_fields->>''billing_country'' AS country, sum((custom_fields->>''total'')::numeric) AS total
-      FROM projects GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1'
+TOP3="SELECT custom_fields->>'billing_country' AS country, sum((custom_fields->>'total')::numeric) AS total
+      FROM projects GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT \$1"
 for tid in "${TENANTS[@]}"; do
     val -F $'\t' -v top3="$TOP3" -v tid="$tid" <<'SQL' |
 SELECT t->>'tenant_id', t->>'server', string_agg(format('%s %s', r->>'country', r->>'total'), ', ')
@@ -259,8 +267,11 @@ SELECT r->>'name' AS name, r->'custom_fields' AS custom_fields
 FROM messiah_tenant_update(:'tid', 'clients', '{"custom_fields": {"company": "Routed Ltda"}}',
                            '{"email": "routed@example.com"}') AS r;
 SQL
-merged=$(val -v tid="$tid" -c "SELECT r->'custom_fields' @> '{\"company\": \"Routed Ltda\", \"country\": \"Brazil\"}'
-                               FROM messiah_tenant_query(:'tid', 'SELECT custom_fields FROM clients WHERE email = \$1', '[\"routed@example.com\"]') AS r")
+merged=$(val -v tid="$tid" <<'SQL'
+SELECT r->'custom_fields' @> '{"company": "Routed Ltda", "country": "Brazil"}'
+FROM messiah_tenant_query(:'tid', 'SELECT custom_fields FROM clients WHERE email = $1', '["routed@example.com"]') AS r
+SQL
+)
 [ "$merged" = t ] || die "the routed update did not merge custom_fields"
 echo "a routed statement is run as the tenant's role, which cannot disable messiah's trigger:"
 out=$(q -e -v VERBOSITY=verbose -v tid="$tid" 2>&1 <<'SQL' || true
@@ -269,7 +280,10 @@ SQL
 )
 printf '%s\n' "$out" | grep -v '^LOCATION:' | sed -e 's/^psql:[^ ]* ERROR:/ERROR:/' -e 's/^/  /'
 printf '%s\n' "$out" | grep -q 'ERROR:  42501:' || die "the routed ALTER TABLE was not refused with 42501"
-deleted=$(val -v tid="$tid" -c "SELECT messiah_tenant_delete(:'tid', 'clients', '{\"email\": \"routed@example.com\"}')")
+deleted=$(val -v tid="$tid" <<'SQL'
+SELECT messiah_tenant_delete(:'tid', 'clients', '{"email": "routed@example.com"}')
+SQL
+)
 echo "messiah_tenant_delete removed the demo row again ($deleted row)"
 
 section "Time"

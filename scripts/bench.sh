@@ -259,7 +259,7 @@ for r in $(seq 1 "$R"); do
     "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/routed.sql" >"$tmp/out" 2>&1
     lat "$tmp/out" "messiah_tenant_query" >>"$tmp/routed.t"
 done
-med() { pct 0.5 <"$tmp/$1.t"; }
+med() { sort -n "$tmp/$1.t" | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'; }
 d=$(med direct) b=$(med dblink) m=$(med routed)
 printf "%-58s %9s %11s\n" "" "ms/call" "ratio"
 printf "%-58s %9.3f %10.2fx\n" "direct session into the tenant database (baseline)" "$d" 1

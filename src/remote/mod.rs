@@ -100,14 +100,18 @@ impl Server {
             &[arg],
             4,
         );
-        let row = rows.into_iter().next()?;
+        rows.into_iter().next().map(|r| Self::from_text(&r))
+    }
+
+    /// A server from the text of its catalog columns (id, name, conninfo, status).
+    pub fn from_text(row: &[Option<String>]) -> Server {
         let text = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-        Some(Server {
+        Server {
             id: text(0).parse().unwrap_or(0),
             name: text(1),
             conninfo: Conninfo::parse(&text(2)).unwrap_or_default(),
             status: text(3),
-        })
+        }
     }
 
     /// Every registered server.

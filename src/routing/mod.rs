@@ -41,8 +41,12 @@ struct Route {
 /// connector type that cannot be routed; F0000 no key file.
 fn route(tenant_id: Option<&str>) -> Result<Route, Error> {
     let id = tenant_id_arg(tenant_id);
-    let t = Tenant::existing(id.as_str(), false)?;
-    t.require_ours()?;
+    let row = match Tenant::for_route(id.as_str()) {
+        Some(r) if r.tenant.lifecycle != "dropping" => r,
+        _ => return Err(crate::tenants::catalog::not_found(id.as_str())),
+    };
+    let t = row.tenant;
+    t.require_installation(&row.installation_id)?;
     if t.lifecycle != "ready" {
         return Err(not_routable(&t, format!("is {}", t.lifecycle)));
     }
@@ -58,12 +62,17 @@ fn route(tenant_id: Option<&str>) -> Result<Route, Error> {
     }
     // Role changes decided by committed transactions and not yet carried out (just created,
     // reactivated, rotated): carried out now rather than failing the login.
-    outbox::run_for_tenant(&t.tenant_id, outbox::Action::ApplyRoles);
-    let t = Tenant::existing(id.as_str(), false)?;
-    let server = t.server()?;
+    let (t, server) =
+        if row.roles_queued && outbox::run_for_tenant(&t.tenant_id, outbox::Action::ApplyRoles) {
+            let t = Tenant::existing(id.as_str(), false)?;
+            let server = t.server()?;
+            (t, server)
+        } else {
+            (t, row.server)
+        };
     let context = t.describe(&server);
     let mut endpoint = server.database(&t.database_name);
-    endpoint.login = Some(roles::login(&t)?);
+    endpoint.login = Some(roles::login(&t, &row.installation_id)?);
     let timeout = t
         .limits
         .statement_timeout_ms

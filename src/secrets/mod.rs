@@ -31,19 +31,60 @@ impl From<SecretError> for Error {
     }
 }
 
-/// The key ring of `messiah.key_file`, read at each use (a reload or rotation is seen at once).
+/// The key ring of `messiah.key_file`, checked at each use (a reload or rotation is seen at
+/// once): the file is `stat`ed every time and read again whenever it is another file or was
+/// changed (inode, size, mode, modification and change times); otherwise this backend's
+/// parsed copy is used (a routed call needs the ring on every call).
 pub fn ring() -> Result<KeyRing, Error> {
-    KeyRing::load(&crate::guc::string(&crate::guc::KEY_FILE)).map_err(Error::from)
+    load(&crate::guc::string(&crate::guc::KEY_FILE)).map_err(Error::from)
 }
 
 /// The key ring, or `None` when `messiah.key_file` is not set at all (a key file that is set
 /// but unusable is still an error).
 pub fn ring_if_configured() -> Result<Option<KeyRing>, Error> {
-    match KeyRing::load(&crate::guc::string(&crate::guc::KEY_FILE)) {
+    match load(&crate::guc::string(&crate::guc::KEY_FILE)) {
         Ok(r) => Ok(Some(r)),
         Err(SecretError::NotConfigured) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// What identifies one version of a file: path, device, inode, size, mode, mtime, ctime.
+type FileStamp = (String, u64, u64, u64, u32, i64, i64, i64, i64);
+
+thread_local! {
+    static LOADED: std::cell::RefCell<Option<(FileStamp, KeyRing)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn load(path: &str) -> Result<KeyRing, SecretError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(path) else {
+        // not set, missing, unreadable: KeyRing::load says which
+        return KeyRing::load(path);
+    };
+    let stamp: FileStamp = (
+        path.to_string(),
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mode(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    );
+    if let Some(ring) = LOADED.with(|l| {
+        l.borrow()
+            .as_ref()
+            .filter(|(s, _)| *s == stamp)
+            .map(|(_, r)| r.clone())
+    }) {
+        return Ok(ring);
+    }
+    let ring = KeyRing::load(path)?;
+    LOADED.with(|l| *l.borrow_mut() = Some((stamp, ring.clone())));
+    Ok(ring)
 }
 
 /// The secrets messiah stores: (table, key column).

@@ -30,6 +30,16 @@ pub struct Tenant {
     pub credential_version: i64,
 }
 
+/// [`Tenant::for_route`]'s result.
+#[derive(Debug, Clone)]
+pub struct RouteRow {
+    pub tenant: Tenant,
+    pub server: Server,
+    pub installation_id: String,
+    /// `apply_roles` actions are queued for the tenant.
+    pub roles_queued: bool,
+}
+
 /// Per-tenant limits (catalog columns), applied to the tenant's application role.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Limits {
@@ -85,6 +95,29 @@ impl Tenant {
         rows.into_iter().next().map(from_row)
     }
 
+    /// What a routed call needs, in one catalog read: the row of `tenant_id`, its server,
+    /// this installation's id, and whether role changes are queued for it.
+    pub fn for_route(tenant_id: &str) -> Option<RouteRow> {
+        let q = format!(
+            "SELECT x.*, s.id::text, s.name, s.conninfo, s.status, i.id::text, \
+                    EXISTS (SELECT 1 FROM messiah.outbox o WHERE o.tenant_id OPERATOR(pg_catalog.=) x.tenant_id \
+                            AND o.action OPERATOR(pg_catalog.=) 'apply_roles')::text \
+             FROM (SELECT {COLUMNS} FROM messiah.tenants WHERE tenant_id = $1) x \
+             JOIN messiah.servers s ON s.id OPERATOR(pg_catalog.=) x.server_id::bigint \
+             CROSS JOIN messiah.installation i"
+        );
+        let mut row = crate::spi::text_rows(&q, &[tenant_id.into()], NCOLUMNS + 6)
+            .into_iter()
+            .next()?;
+        let rest = row.split_off(NCOLUMNS);
+        Some(RouteRow {
+            tenant: from_row(row),
+            server: Server::from_text(&rest[..4]),
+            installation_id: rest[4].clone().unwrap_or_default(),
+            roles_queued: rest[5].as_deref() == Some("true"),
+        })
+    }
+
     /// The row with primary key `row_id`.
     pub fn by_row_id(row_id: &str) -> Option<Tenant> {
         crate::spi::text_rows(
@@ -127,7 +160,12 @@ impl Tenant {
 
     /// 55000 for a tenant another installation manages.
     pub fn require_ours(&self) -> Result<(), Error> {
-        if self.is_ours() {
+        self.require_installation(&installation_id())
+    }
+
+    /// 55000 unless installation `id` (this one's, read by the caller) manages the tenant.
+    pub fn require_installation(&self, id: &str) -> Result<(), Error> {
+        if self.installation_id == id {
             return Ok(());
         }
         Err(Error::new(
@@ -187,7 +225,10 @@ pub fn not_found(tenant_id: &str) -> Error {
 
 /// The id of this admin installation.
 pub fn installation_id() -> String {
-    crate::spi::one::<String>("SELECT messiah.installation_id()::text", &[]).unwrap_or_default()
+    // the table read directly (a kept plan), not through the SQL function, whose body would
+    // be planned again on every call
+    crate::spi::one::<String>("SELECT i.id::text FROM messiah.installation i", &[])
+        .unwrap_or_default()
 }
 
 /// Bumps the tenant's snapshot version (a new value of the sequence, never reused) and

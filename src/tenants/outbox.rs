@@ -152,26 +152,29 @@ pub fn run(force: bool) -> Report {
 
 /// Carries out now the queued `action`s of one tenant, failed ones included (a routed call
 /// needs its roles set up), waiting up to 5 s for one that another session is carrying out.
-pub fn run_for_tenant(tenant_id: &str, action: Action) {
+/// Returns whether any was queued (the catalog row may have changed meanwhile).
+pub fn run_for_tenant(tenant_id: &str, action: Action) -> bool {
     let filter = Filter {
         tenant_id: Some(tenant_id),
         action: Some(action),
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut any = false;
     loop {
         let queued = crate::spi::one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM messiah.outbox WHERE tenant_id = $1 AND action = $2)",
             &[tenant_id.into(), action.as_str().into()],
         )
         .unwrap_or(false);
+        any |= queued;
         if !queued || std::time::Instant::now() >= deadline {
-            return;
+            return any;
         }
         let r = run_filtered(true, filter);
         if r.done + r.failed == 0 {
             crate::spi::sleep_ms(50);
         } else if r.failed > 0 {
-            return;
+            return any;
         }
     }
 }

@@ -46,11 +46,11 @@ pub fn application_role(t: &Tenant) -> &str {
 
 /// The application role's current password, derived from the key file. Errors: F0000 no
 /// usable key file, or the key it was derived from is gone.
-fn password(t: &Tenant, key_id: &str) -> Result<String, Error> {
+fn password(t: &Tenant, key_id: &str, installation: &str) -> Result<String, Error> {
     let ring = crate::secrets::ring()?;
     let label = format!(
         "{}/{}/v{}",
-        installation_id(),
+        installation,
         application_role(t),
         t.credential_version
     );
@@ -59,7 +59,8 @@ fn password(t: &Tenant, key_id: &str) -> Result<String, Error> {
 
 /// The login of the tenant's application role, for routed connections. Errors: F0000 no
 /// usable key file (routing needs one); 55000 when the roles have not been set up yet.
-pub fn login(t: &Tenant) -> Result<Login, Error> {
+/// `installation`: this admin installation's id (part of what the password is derived from).
+pub fn login(t: &Tenant, installation: &str) -> Result<Login, Error> {
     let Some(key_id) = &t.credential_key_id else {
         // no key file: F0000 says so
         crate::secrets::ring()?;
@@ -71,7 +72,7 @@ pub fn login(t: &Tenant) -> Result<Login, Error> {
     };
     Ok(Login {
         user: application_role(t).to_string(),
-        password: password(t, key_id)?,
+        password: password(t, key_id, installation)?,
         generation: crate::ident::fnv64(format!("{:?}", t.limits).as_bytes()),
     })
 }
@@ -160,7 +161,7 @@ fn credential(t: &Tenant) -> Result<Option<String>, Error> {
             k
         }
     };
-    password(t, &key_id).map(Some)
+    password(t, &key_id, &installation_id()).map(Some)
 }
 
 /// 42710 when a role of the tenant's names exists without this tenant's marker.

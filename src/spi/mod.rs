@@ -4,15 +4,43 @@
 //! `search_path` ([`PinnedSearchPath`]), a role switch ([`AsUser`]) and internal
 //! subtransactions ([`in_subtransaction`]).
 
+pub mod plans;
+
 use crate::err::SpiExt;
 use pgrx::datum::DatumWithOid;
+use pgrx::spi::{SpiClient, SpiResult, SpiTupleTable};
 use pgrx::{FromDatum, IntoDatum, Spi};
+
+/// Runs `query` read-only through its kept plan ([`plans`]), or unprepared when none can be
+/// kept.
+fn select<'conn>(
+    c: &SpiClient<'conn>,
+    query: &str,
+    args: &[DatumWithOid],
+) -> SpiResult<SpiTupleTable<'conn>> {
+    match plans::get(c, query, args, false)? {
+        Some(plan) => c.select(&*plan, None, args),
+        None => c.select(query, None, args),
+    }
+}
+
+/// Runs `query` read-write through its kept plan ([`plans`]), or unprepared.
+fn update<'conn>(
+    c: &mut SpiClient<'conn>,
+    query: &str,
+    args: &[DatumWithOid],
+) -> SpiResult<SpiTupleTable<'conn>> {
+    match plans::get(c, query, args, true)? {
+        Some(plan) => c.update(&*plan, None, args),
+        None => c.update(query, None, args),
+    }
+}
 
 /// Runs `query` (read-write) and returns the first column of its first row, `None` when there
 /// is no row or the value is NULL.
 pub fn one<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid]) -> Option<T> {
     Spi::connect_mut(|c| {
-        let t = c.update(query, None, args)?;
+        let t = update(c, query, args)?;
         if t.is_empty() {
             Ok(None)
         } else {
@@ -26,7 +54,7 @@ pub fn one<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid]) -> Opti
 pub fn column<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
     Spi::connect(|c| {
         let mut out = Vec::new();
-        for row in c.select(query, None, args)? {
+        for row in select(c, query, args)? {
             if let Some(v) = row.get::<T>(1)? {
                 out.push(v);
             }
@@ -40,7 +68,7 @@ pub fn column<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid]) -> V
 pub fn text_rows(query: &str, args: &[DatumWithOid], ncols: usize) -> Vec<Vec<Option<String>>> {
     Spi::connect(|c| {
         let mut out = Vec::new();
-        for row in c.select(query, None, args)? {
+        for row in select(c, query, args)? {
             let mut r = Vec::with_capacity(ncols);
             for i in 1..=ncols {
                 r.push(row.get::<String>(i)?);
@@ -57,7 +85,7 @@ pub fn text_rows(query: &str, args: &[DatumWithOid], ncols: usize) -> Vec<Vec<Op
 pub fn text_rows_mut(query: &str, args: &[DatumWithOid], ncols: usize) -> Vec<Vec<Option<String>>> {
     Spi::connect_mut(|c| {
         let mut out = Vec::new();
-        for row in c.update(query, None, args)? {
+        for row in update(c, query, args)? {
             let mut r = Vec::with_capacity(ncols);
             for i in 1..=ncols {
                 r.push(row.get::<String>(i)?);

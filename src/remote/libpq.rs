@@ -100,6 +100,23 @@ fn wait_socket(sock: i32, read: bool, write: bool, deadline: Option<Instant>) ->
     rc as u32 & pg_sys::WL_TIMEOUT == 0 || deadline.is_some_and(|d| Instant::now() < d)
 }
 
+/// The SQLSTATE and message of a server error in libpq's verbose error text
+/// (`FATAL:  57P01:  terminating connection due to administrator command`), if it starts with
+/// one.
+pub fn server_error_in(text: &str) -> Option<(String, String)> {
+    let line = text.lines().next()?;
+    let (severity, rest) = line.split_once(":  ")?;
+    if !matches!(severity, "ERROR" | "FATAL" | "PANIC") {
+        return None;
+    }
+    let (code, message) = rest.split_once(": ")?;
+    let valid = code.len() == 5
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+    valid.then(|| (code.to_string(), message.trim().to_string()))
+}
+
 impl Conn {
     /// Opens a connection with libpq keyword/value `params` (never expanded as a conninfo),
     /// waiting at most `timeout`. Errors: [`RemoteError::NoFileDescriptor`] when the backend's
@@ -153,7 +170,18 @@ impl Conn {
             // SAFETY: conn.raw is a live PGconn being connected.
             let state = unsafe { pq::PQconnectPoll(conn.raw.as_ptr()) };
             let (read, write) = match state {
-                pq::PostgresPollingStatusType::PGRES_POLLING_OK => return Ok(conn),
+                pq::PostgresPollingStatusType::PGRES_POLLING_OK => {
+                    // Verbose error text carries the SQLSTATE, so an error the server sends
+                    // just before closing the connection keeps its code ([`Conn::lost`]).
+                    // SAFETY: conn.raw is a live, connected PGconn.
+                    unsafe {
+                        pq::PQsetErrorVerbosity(
+                            conn.raw.as_ptr(),
+                            pq::PGVerbosity::PQERRORS_VERBOSE,
+                        )
+                    };
+                    return Ok(conn);
+                }
                 pq::PostgresPollingStatusType::PGRES_POLLING_FAILED => return Err(fail(&conn)),
                 pq::PostgresPollingStatusType::PGRES_POLLING_READING => (true, false),
                 pq::PostgresPollingStatusType::PGRES_POLLING_WRITING => (false, true),
@@ -305,10 +333,23 @@ impl Conn {
         }
     }
 
+    /// The error of a connection that broke in use: the server's own error when it sent one
+    /// before closing (libpq 15 keeps only its text then, which verbosity makes carry the
+    /// SQLSTATE: a fast shutdown's 57P01, a terminated backend's), else [`RemoteError::Lost`].
     fn lost(&self, server: &str) -> RemoteError {
-        RemoteError::Lost {
-            server: server.into(),
-            message: self.error_message(),
+        let message = self.error_message();
+        match server_error_in(&message) {
+            Some((sqlstate, text)) => RemoteError::Server {
+                sqlstate,
+                message: text,
+                detail: None,
+                hint: None,
+                remote_context: None,
+            },
+            None => RemoteError::Lost {
+                server: server.into(),
+                message,
+            },
         }
     }
 
@@ -424,6 +465,16 @@ impl Conn {
     /// `deadline`, if given).
     fn next_result(&mut self, deadline: Option<Instant>) -> Next {
         let raw = self.raw.as_ptr();
+        // SAFETY: raw is live (possibly closed by its server: then libpq only hands back what
+        // it had parsed, and nothing here waits on its socket).
+        if unsafe { pq::PQstatus(raw) } == pq::ConnStatusType::CONNECTION_BAD {
+            let res = unsafe { pq::PQgetResult(raw) };
+            return if res.is_null() {
+                Next::Done
+            } else {
+                Next::Result(ResultGuard(res))
+            };
+        }
         let sock = self.socket();
         // SAFETY: raw is live; PQisBusy/PQconsumeInput do not block.
         while unsafe { pq::PQisBusy(raw) } != 0 {
@@ -431,7 +482,20 @@ impl Conn {
                 return Next::TimedOut;
             }
             if unsafe { pq::PQconsumeInput(raw) } == 0 {
-                return Next::Lost;
+                // The server may have said why before it closed the connection (a FATAL such
+                // as 57P01 at shutdown): report its error, not the end of file that followed.
+                self.poisoned = true;
+                // SAFETY: the connection is closed; PQgetResult returns what was parsed.
+                let res = unsafe { pq::PQgetResult(raw) };
+                if res.is_null() {
+                    return Next::Lost;
+                }
+                let res = ResultGuard(res);
+                return if res.field(DIAG_SQLSTATE).is_some() {
+                    Next::Result(res)
+                } else {
+                    Next::Lost
+                };
             }
         }
         // SAFETY: not busy, so PQgetResult does not block.
@@ -639,4 +703,30 @@ pub fn known_keywords() -> Vec<String> {
         pq::PQconninfoFree(opts);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_error_in;
+
+    #[test]
+    fn server_errors_are_found_in_verbose_text() {
+        let text = "FATAL:  57P01: terminating connection due to administrator command\n\
+                    LOCATION:  ProcessInterrupts, postgres.c:3200\n\
+                    server closed the connection unexpectedly";
+        assert_eq!(
+            server_error_in(text),
+            Some((
+                "57P01".into(),
+                "terminating connection due to administrator command".into()
+            ))
+        );
+        assert_eq!(
+            server_error_in("server closed the connection unexpectedly"),
+            None
+        );
+        assert_eq!(server_error_in("FATAL:  terminating connection"), None);
+        assert_eq!(server_error_in("NOTICE:  00000: hello"), None);
+        assert_eq!(server_error_in("ERROR:  42p01: lower case"), None);
+    }
 }

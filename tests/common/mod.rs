@@ -306,6 +306,11 @@ impl OtherCluster {
 
     /// Stops the server (immediate), if it runs.
     pub fn stop(&self) {
+        self.stop_mode("immediate");
+    }
+
+    /// Stops the cluster with pg_ctl's shutdown `mode` (smart, fast, immediate).
+    pub fn stop_mode(&self, mode: &str) {
         let data = format!("{}/data", self.dir);
         if std::path::Path::new(&format!("{data}/postmaster.pid")).exists() {
             let _ = std::process::Command::new("runuser")
@@ -317,7 +322,7 @@ impl OtherCluster {
                     "-D",
                     &data,
                 ])
-                .args(["-m", "immediate", "-w", "stop"])
+                .args(["-m", mode, "-w", "stop"])
                 .output();
         }
     }

@@ -880,13 +880,21 @@ fn undeliverable_push_stays_queued_and_lands_later() {
     .unwrap();
     let r = json(&mut c, "messiah_run_pending()");
     assert_eq!(r["pending"], 1, "{r}");
-    let rows = c
-        .query(
-            "SELECT kind, action FROM messiah_reconcile() WHERE tenant_id = $1",
-            &[&t],
-        )
-        .unwrap();
-    assert_eq!(rows.len(), 1);
+    // listed once an attempt has failed and committed (the executor worker may be in the
+    // middle of one, with the row locked, when run_pending skips it)
+    let mut rows = Vec::new();
+    assert!(
+        wait_until(10, || {
+            rows = c
+                .query(
+                    "SELECT kind, action FROM messiah_reconcile() WHERE tenant_id = $1",
+                    &[&t],
+                )
+                .unwrap();
+            rows.len() == 1
+        }),
+        "no pending_action listed"
+    );
     assert_eq!(rows[0].get::<_, String>(0), "pending_action");
     let action: String = rows[0].get(1);
     assert!(

@@ -52,6 +52,85 @@ pub struct Conn {
     /// Set when a statement was interrupted: the connection has unread results and must not
     /// be reused.
     poisoned: bool,
+    /// The wait event set of this connection's socket, made at the first wait for a result.
+    waits: Option<WaitSet>,
+}
+
+/// A wait event set kept for one connection (this backend's latch, postmaster death, the
+/// socket readable). `WaitLatchOrSocket` builds and frees a set at every wait (an
+/// `epoll_create1`, three `epoll_ctl` and a `close`); a routed call waits once per statement,
+/// so a set kept with the connection makes that wait one `epoll_wait`. It holds one of the
+/// backend's external file descriptors (`CreateWaitEventSet` acquires it) until dropped.
+struct WaitSet(NonNull<pg_sys::WaitEventSet>);
+
+impl WaitSet {
+    fn new(sock: i32) -> Option<WaitSet> {
+        // SAFETY: a set in TopMemoryContext (it lives as long as the connection), with this
+        // backend's latch and a live socket; CreateWaitEventSet raises if no descriptor is left.
+        unsafe {
+            let set = pg_sys::CreateWaitEventSet(pg_sys::TopMemoryContext, 3);
+            let set = NonNull::new(set)?;
+            pg_sys::AddWaitEventToSet(
+                set.as_ptr(),
+                pg_sys::WL_LATCH_SET,
+                -1,
+                pg_sys::MyLatch,
+                std::ptr::null_mut(),
+            );
+            pg_sys::AddWaitEventToSet(
+                set.as_ptr(),
+                pg_sys::WL_EXIT_ON_PM_DEATH,
+                -1,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+            pg_sys::AddWaitEventToSet(
+                set.as_ptr(),
+                pg_sys::WL_SOCKET_READABLE,
+                sock,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+            Some(WaitSet(set))
+        }
+    }
+
+    /// Waits until the socket is readable, the latch is set, or `deadline` passes, then
+    /// processes interrupts (which may raise). Returns false on timeout.
+    fn readable(&self, deadline: Option<Instant>) -> bool {
+        let timeout: i64 = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                left.as_millis().clamp(1, i64::from(i32::MAX) as u128) as i64
+            }
+            None => -1,
+        };
+        let mut event = pg_sys::WaitEvent::default();
+        // SAFETY: the set is live; one event slot.
+        let n = unsafe {
+            let n = pg_sys::WaitEventSetWait(
+                self.0.as_ptr(),
+                timeout as _,
+                &mut event,
+                1,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+            n
+        };
+        pgrx::check_for_interrupts!();
+        n > 0 || deadline.is_some_and(|d| Instant::now() < d)
+    }
+}
+
+impl Drop for WaitSet {
+    fn drop(&mut self) {
+        // SAFETY: made by CreateWaitEventSet, freed once (releasing its descriptor).
+        unsafe { pg_sys::FreeWaitEventSet(self.0.as_ptr()) };
+    }
 }
 
 /// No-op notice receiver: remote NOTICEs (`DROP DATABASE IF EXISTS ... skipping`) would
@@ -151,6 +230,7 @@ impl Conn {
         let conn = Conn {
             raw,
             poisoned: false,
+            waits: None,
         };
         // SAFETY: conn.raw is a live PGconn.
         unsafe {
@@ -478,7 +558,14 @@ impl Conn {
         let sock = self.socket();
         // SAFETY: raw is live; PQisBusy/PQconsumeInput do not block.
         while unsafe { pq::PQisBusy(raw) } != 0 {
-            if !wait_socket(sock, true, false, deadline) {
+            if self.waits.is_none() {
+                self.waits = WaitSet::new(sock);
+            }
+            let ready = match &self.waits {
+                Some(w) => w.readable(deadline),
+                None => wait_socket(sock, true, false, deadline),
+            };
+            if !ready {
                 return Next::TimedOut;
             }
             if unsafe { pq::PQconsumeInput(raw) } == 0 {
@@ -567,6 +654,8 @@ fn cancel(conn: *mut pq::PGconn) {
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        // the wait set first: it watches the socket PQfinish closes
+        self.waits = None;
         // SAFETY: the PGconn is finished once; its descriptor was acquired in `connect`.
         unsafe {
             pq::PQfinish(self.raw.as_ptr());

@@ -526,6 +526,24 @@ impl Conn {
                     }
                 }
                 pq::ExecStatusType::PGRES_EMPTY_QUERY => {}
+                pq::ExecStatusType::PGRES_COPY_OUT
+                | pq::ExecStatusType::PGRES_COPY_IN
+                | pq::ExecStatusType::PGRES_COPY_BOTH => {
+                    // libpq would hand back this result forever until the copy is served:
+                    // the connection is given up (dropped, so its server ends the COPY)
+                    guard.armed = false;
+                    self.poisoned = true;
+                    return Err(RemoteError::Server {
+                        sqlstate: "0A000".into(),
+                        message: "COPY to or from the client is not supported here".into(),
+                        detail: None,
+                        hint: Some(
+                            "Use SELECT or INSERT statements, or COPY over a direct connection to the database."
+                                .into(),
+                        ),
+                        remote_context: None,
+                    });
+                }
                 _ if error.is_none() => error = Some(res.error(server, self)),
                 _ => {}
             }

@@ -259,6 +259,9 @@ fn routed_statements_cannot_leave_the_tenant() {
         ("CREATE TABLE public.mine (a int)", "42501"),
         ("ALTER ROLE CURRENT_USER SUPERUSER", "42501"),
         ("CREATE EXTENSION dblink", "42501"),
+        // COPY to or from the client cannot be served through a routed call
+        ("COPY clients TO STDOUT", "0A000"),
+        ("COPY clients (name) FROM STDIN", "0A000"),
         (
             "UPDATE clients SET name = 'x' WHERE id IN (SELECT id FROM tenant_it_rt_atk_b.public.clients)",
             "0A000",

@@ -66,35 +66,26 @@ pub fn column<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid]) -> V
 
 /// Runs `query` (read-only) and returns its first `ncols` columns of every row as text.
 pub fn text_rows(query: &str, args: &[DatumWithOid], ncols: usize) -> Vec<Vec<Option<String>>> {
-    Spi::connect(|c| {
-        let mut out = Vec::new();
-        for row in select(c, query, args)? {
-            let mut r = Vec::with_capacity(ncols);
-            for i in 1..=ncols {
-                r.push(row.get::<String>(i)?);
-            }
-            out.push(r);
-        }
-        Ok::<_, pgrx::spi::Error>(out)
-    })
-    .or_raise(query)
+    Spi::connect(|c| as_text(select(c, query, args)?, ncols)).or_raise(query)
 }
 
 /// Like [`text_rows`], in read-write mode (for `SELECT ... FOR UPDATE` and data-changing
 /// statements with `RETURNING`).
 pub fn text_rows_mut(query: &str, args: &[DatumWithOid], ncols: usize) -> Vec<Vec<Option<String>>> {
-    Spi::connect_mut(|c| {
-        let mut out = Vec::new();
-        for row in update(c, query, args)? {
-            let mut r = Vec::with_capacity(ncols);
-            for i in 1..=ncols {
-                r.push(row.get::<String>(i)?);
-            }
-            out.push(r);
+    Spi::connect_mut(|c| as_text(update(c, query, args)?, ncols)).or_raise(query)
+}
+
+/// The first `ncols` columns of every row of `table`, as text.
+fn as_text(table: SpiTupleTable<'_>, ncols: usize) -> SpiResult<Vec<Vec<Option<String>>>> {
+    let mut out = Vec::new();
+    for row in table {
+        let mut r = Vec::with_capacity(ncols);
+        for i in 1..=ncols {
+            r.push(row.get::<String>(i)?);
         }
-        Ok::<_, pgrx::spi::Error>(out)
-    })
-    .or_raise(query)
+        out.push(r);
+    }
+    Ok(out)
 }
 
 /// Runs a statement (read-write) without a result.

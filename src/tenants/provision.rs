@@ -49,19 +49,26 @@ pub struct Database {
     pub is_template: bool,
     /// `datallowconn`: templates are built with connections allowed, then closed to them.
     pub allow_connections: bool,
+    /// `datconnlimit = -2`: a `DROP DATABASE` was interrupted, or is running now (Postgres
+    /// 15.4+ marks the database so before removing its files). Only `DROP DATABASE` is allowed
+    /// on it: `ALTER DATABASE` fails with 55000 and connecting fails.
+    pub invalid: bool,
     pub size_bytes: Option<i64>,
 }
 
 const LIST_DATABASES: &str =
     "SELECT datname::text, pg_catalog.shobj_description(oid, 'pg_database'), \
-     datistemplate::text, pg_catalog.pg_database_size(oid)::text, datallowconn::text \
+     datistemplate::text, \
+     CASE WHEN datconnlimit OPERATOR(pg_catalog.=) -2 THEN NULL \
+          ELSE pg_catalog.pg_database_size(oid)::text END, \
+     datallowconn::text, (datconnlimit OPERATOR(pg_catalog.=) -2)::text \
      FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.~~) $1 ORDER BY datname";
 
 /// The databases of `server` whose names match the LIKE `pattern`, with their comments and
 /// sizes. On the local cluster this reads the shared catalog directly (no connection).
 pub fn list_databases(server: &Server, pattern: &str) -> Result<Vec<Database>, Error> {
     let rows = if server.is_local() {
-        crate::spi::text_rows(LIST_DATABASES, &[pattern.into()], 5)
+        crate::spi::text_rows(LIST_DATABASES, &[pattern.into()], 6)
     } else {
         remote::query_or_error(&server.maintenance(), LIST_DATABASES, &[Some(pattern)])?.rows
     };
@@ -75,6 +82,7 @@ pub fn list_databases(server: &Server, pattern: &str) -> Result<Vec<Database>, E
                 is_template: t(2).as_deref() == Some("true"),
                 size_bytes: t(3).and_then(|s| s.parse().ok()),
                 allow_connections: t(4).as_deref() != Some("false"),
+                invalid: t(5).as_deref() == Some("true"),
             }
         })
         .collect())

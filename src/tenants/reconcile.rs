@@ -347,8 +347,9 @@ fn stale_templates(server: &Server, repair: bool) -> Result<Vec<Drift>, Error> {
     for db in provision::list_databases(server, "messiah\\_template\\_%")? {
         // A template of another build; or one whose repair was interrupted after IS_TEMPLATE
         // was cleared (closed to connections, which a template is not while being built:
-        // builds run connected, and a fresh rename is not yet closed).
-        let stale = (db.is_template || !db.allow_connections)
+        // builds run connected, and a fresh rename is not yet closed); or one whose drop was
+        // interrupted (invalid).
+        let stale = (db.is_template || !db.allow_connections || db.invalid)
             && db.name != current
             && !db
                 .name
@@ -359,19 +360,7 @@ fn stale_templates(server: &Server, repair: bool) -> Result<Vec<Drift>, Error> {
             continue;
         }
         let action = if repair {
-            let unmarked = remote::execute(
-                &server.maintenance(),
-                &format!(
-                    "ALTER DATABASE {} WITH IS_TEMPLATE false",
-                    crate::ident::quote_ident(&db.name)
-                ),
-            );
-            if let Err(e) = unmarked {
-                // dropped meanwhile by another repair: nothing left to do
-                if provision::find_database(server, &db.name)?.is_some() {
-                    return Err(e.into_error(&server.maintenance().describe()));
-                }
-            }
+            unmark_template(server, &db)?;
             provision::force_drop(server, &db.name)?;
             "dropped".to_string()
         } else {
@@ -386,6 +375,29 @@ fn stale_templates(server: &Server, repair: bool) -> Result<Vec<Drift>, Error> {
         });
     }
     Ok(out)
+}
+
+/// Clears IS_TEMPLATE on a stale template so that it can be dropped. Nothing to do when it is
+/// not marked, or is invalid (a drop interrupted or under way: only DROP DATABASE is allowed
+/// on it). A concurrent repair may be dropping it: an error is only reported when the database
+/// is still there, valid and marked.
+fn unmark_template(server: &Server, db: &provision::Database) -> Result<(), Error> {
+    if !db.is_template || db.invalid {
+        return Ok(());
+    }
+    let sql = format!(
+        "ALTER DATABASE {} WITH IS_TEMPLATE false",
+        crate::ident::quote_ident(&db.name)
+    );
+    let Err(e) = remote::execute(&server.maintenance(), &sql) else {
+        return Ok(());
+    };
+    match provision::find_database(server, &db.name)? {
+        Some(now) if now.is_template && !now.invalid => {
+            Err(e.into_error(&server.maintenance().describe()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Queued remote actions that failed at least once.

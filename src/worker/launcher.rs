@@ -26,6 +26,8 @@ struct Db {
     name: String,
     allow_connections: bool,
     is_template: bool,
+    /// `datconnlimit = -2` (Postgres 15.4+): an interrupted DROP DATABASE; connecting fails.
+    invalid: bool,
 }
 
 /// Reads `pg_database` with a catalog scan (the launcher is connected to no database, like
@@ -51,6 +53,7 @@ fn databases() -> Vec<Db> {
                     name: pgrx::name_data_to_str(&(*form).datname).to_string(),
                     allow_connections: (*form).datallowconn,
                     is_template: (*form).datistemplate,
+                    invalid: (*form).datconnlimit == -2,
                 });
             }
             pg_sys::table_endscan(scan);
@@ -60,11 +63,12 @@ fn databases() -> Vec<Db> {
     })
 }
 
-/// Databases an admin installation can live in: not a template, accepting connections, and
+/// Databases an admin installation can live in: not a template, valid, accepting connections, and
 /// not one of messiah's own (tenant databases, databases being created, templates).
 fn candidate(d: &Db) -> bool {
     d.allow_connections
         && !d.is_template
+        && !d.invalid
         && !d.name.starts_with("tenant_")
         && !d.name.starts_with("messiah_new_")
         && !d.name.starts_with("messiah_template_")

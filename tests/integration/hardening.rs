@@ -244,6 +244,47 @@ fn deeply_nested_documents_are_clean_errors_or_handled() {
     settle(&mut c);
 }
 
+/// A DROP DATABASE interrupted (or under way in a concurrent repair) leaves the database
+/// invalid (`datconnlimit = -2`, Postgres 15.4+): ALTER DATABASE on it fails with 55000, so
+/// repair must drop it as it is (the CI run of stop 13 failed on exactly this race).
+#[test]
+fn reconcile_drops_an_invalid_stale_template() {
+    let mut c = admin_db("messiah_it_h_inv");
+    let name = "messiah_template_00000000000000ab";
+    drop_db(name);
+    let pg = &mut connect("postgres");
+    // the state a repair's drop leaves when interrupted: IS_TEMPLATE already cleared (a marked
+    // template cannot be dropped), closed to connections, then marked invalid by dropdb()
+    pg.batch_execute(&format!(
+        "CREATE DATABASE {name} IS_TEMPLATE false ALLOW_CONNECTIONS false"
+    ))
+    .unwrap();
+    // what dropdb() does before removing the files, as Postgres' own 037_invalid_database test
+    pg.batch_execute(&format!(
+        "UPDATE pg_database SET datconnlimit = -2 WHERE datname = '{name}'"
+    ))
+    .unwrap();
+    let err = pg
+        .batch_execute(&format!("ALTER DATABASE {name} IS_TEMPLATE false"))
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "55000");
+    let report = c
+        .query(
+            "SELECT count(*) FROM messiah_reconcile() WHERE database_name = $1 \
+             AND kind = 'stale_template' AND action = 'would drop'",
+            &[&name],
+        )
+        .unwrap();
+    // a concurrent repair by another test may have dropped it already
+    assert!(report[0].get::<_, i64>(0) <= 1);
+    c.execute(
+        "SELECT count(*) FROM messiah_reconcile(repair => true)",
+        &[],
+    )
+    .unwrap();
+    assert!(!db_exists(name));
+}
+
 #[test]
 fn reconcile_drops_templates_of_earlier_builds_only() {
     let mut c = admin_db("messiah_it_h_tpl");

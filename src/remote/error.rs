@@ -12,6 +12,16 @@ pub enum RemoteError {
         database: String,
         message: String,
     },
+    /// The server refused the connection with an error of its own (authentication 28P01, no
+    /// such database 3D000, too many connections 53300, shutting down 57P03): its SQLSTATE is
+    /// kept.
+    #[error("server \"{server}\" refused the connection to database \"{database}\": {message}")]
+    Refused {
+        server: String,
+        database: String,
+        sqlstate: String,
+        message: String,
+    },
     /// The server answered with an error: its SQLSTATE, message, DETAIL, HINT and CONTEXT.
     #[error("{message}")]
     Server {
@@ -40,7 +50,9 @@ impl RemoteError {
     /// connection is discarded.
     pub fn is_connection_failure(&self) -> bool {
         match self {
-            RemoteError::Connect { .. } | RemoteError::Lost { .. } => true,
+            RemoteError::Connect { .. }
+            | RemoteError::Refused { .. }
+            | RemoteError::Lost { .. } => true,
             RemoteError::Server { sqlstate, .. } => {
                 // 08P01 (a bind message that does not fit the statement) leaves the
                 // connection usable
@@ -74,6 +86,18 @@ impl RemoteError {
             e @ RemoteError::Connect { .. } => {
                 Error::new(Code::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION, e.to_string())
                     .hint("Check that the server is up and that its conninfo (messiah_list_servers()) and password file are right.")
+            }
+            RemoteError::Refused {
+                ref sqlstate,
+                ..
+            } => {
+                let hint = match sqlstate.as_str() {
+                    "28P01" | "28000" => "Check the server's pg_hba.conf and the password file messiah's conninfo uses (README \"Servers\").",
+                    "53300" => "The server's max_connections or the role's connection limit is reached.",
+                    "3D000" => "The database is gone: messiah_reconcile() lists what the catalog and the server disagree on.",
+                    _ => "Check that the server is up and that its conninfo (messiah_list_servers()) and password file are right.",
+                };
+                Error::new(code_of(sqlstate), self.to_string()).hint(hint)
             }
             e @ RemoteError::Lost { .. } => {
                 Error::new(Code::ERRCODE_CONNECTION_FAILURE, e.to_string())

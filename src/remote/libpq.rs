@@ -54,6 +54,8 @@ pub struct Conn {
     poisoned: bool,
     /// The wait event set of this connection's socket, made at the first wait for a result.
     waits: Option<WaitSet>,
+    /// A `DISCARD ALL` was sent and its result not read yet ([`Conn::reset_later`]).
+    resetting: bool,
 }
 
 /// A wait event set kept for one connection (this backend's latch, postmaster death, the
@@ -196,6 +198,16 @@ pub fn server_error_in(text: &str) -> Option<(String, String)> {
     valid.then(|| (code.to_string(), message.trim().to_string()))
 }
 
+/// The server's error in libpq's text of a failed connection attempt (`connection to server
+/// on socket "..." failed: FATAL:  53300: too many connections for role "x"`), if it sent one.
+pub fn refusal_in(text: &str) -> Option<(String, String)> {
+    let at = ["FATAL:  ", "ERROR:  "]
+        .iter()
+        .filter_map(|m| text.find(m))
+        .min()?;
+    server_error_in(&text[at..])
+}
+
 impl Conn {
     /// Opens a connection with libpq keyword/value `params` (never expanded as a conninfo),
     /// waiting at most `timeout`. Errors: [`RemoteError::NoFileDescriptor`] when the backend's
@@ -231,16 +243,32 @@ impl Conn {
             raw,
             poisoned: false,
             waits: None,
+            resetting: false,
         };
         // SAFETY: conn.raw is a live PGconn.
         unsafe {
             pq::PQsetNoticeReceiver(conn.raw.as_ptr(), Some(ignore_notice), std::ptr::null_mut())
         };
         let deadline = Instant::now() + timeout;
-        let fail = |conn: &Conn| RemoteError::Connect {
-            server: server.into(),
-            database: database.into(),
-            message: conn.error_message(),
+        // Verbose error text carries the SQLSTATE of an error the server sends while the
+        // connection is being set up (authentication, too many connections, no database).
+        // SAFETY: conn.raw is a live PGconn; the setting applies to errors received later.
+        unsafe { pq::PQsetErrorVerbosity(conn.raw.as_ptr(), pq::PGVerbosity::PQERRORS_VERBOSE) };
+        let fail = |conn: &Conn| {
+            let message = conn.error_message();
+            match refusal_in(&message) {
+                Some((sqlstate, text)) => RemoteError::Refused {
+                    server: server.into(),
+                    database: database.into(),
+                    sqlstate,
+                    message: text,
+                },
+                None => RemoteError::Connect {
+                    server: server.into(),
+                    database: database.into(),
+                    message,
+                },
+            }
         };
         // SAFETY: conn.raw is a live PGconn.
         if unsafe { pq::PQstatus(conn.raw.as_ptr()) } == pq::ConnStatusType::CONNECTION_BAD {
@@ -250,18 +278,9 @@ impl Conn {
             // SAFETY: conn.raw is a live PGconn being connected.
             let state = unsafe { pq::PQconnectPoll(conn.raw.as_ptr()) };
             let (read, write) = match state {
-                pq::PostgresPollingStatusType::PGRES_POLLING_OK => {
-                    // Verbose error text carries the SQLSTATE, so an error the server sends
-                    // just before closing the connection keeps its code ([`Conn::lost`]).
-                    // SAFETY: conn.raw is a live, connected PGconn.
-                    unsafe {
-                        pq::PQsetErrorVerbosity(
-                            conn.raw.as_ptr(),
-                            pq::PGVerbosity::PQERRORS_VERBOSE,
-                        )
-                    };
-                    return Ok(conn);
-                }
+                // verbosity (set above) stays: an error the server sends just before closing
+                // the connection keeps its code ([`Conn::lost`])
+                pq::PostgresPollingStatusType::PGRES_POLLING_OK => return Ok(conn),
                 pq::PostgresPollingStatusType::PGRES_POLLING_FAILED => return Err(fail(&conn)),
                 pq::PostgresPollingStatusType::PGRES_POLLING_READING => (true, false),
                 pq::PostgresPollingStatusType::PGRES_POLLING_WRITING => (false, true),
@@ -300,7 +319,7 @@ impl Conn {
     /// DATABASE ... WITH (FORCE)): pending input on an idle connection is read without
     /// waiting, which turns a closed socket into a bad status.
     pub fn is_healthy(&mut self) -> bool {
-        if self.poisoned {
+        if self.poisoned || (self.resetting && !self.finish_reset()) {
             return false;
         }
         let raw = self.raw.as_ptr();
@@ -318,6 +337,75 @@ impl Conn {
             }
             pq::PQstatus(raw) == pq::ConnStatusType::CONNECTION_OK
         }
+    }
+
+    /// Whether the connection may go back to the pool now: [`Conn::is_healthy`], except that a
+    /// reset still running is not waited for (it is, at the next use).
+    pub fn can_be_pooled(&mut self) -> bool {
+        if self.resetting {
+            // SAFETY: self.raw is a live PGconn.
+            !self.poisoned
+                && unsafe { pq::PQstatus(self.raw.as_ptr()) } == pq::ConnStatusType::CONNECTION_OK
+        } else {
+            self.is_healthy()
+        }
+    }
+
+    /// Asks the server to reset the session after a statement whose text a caller wrote, and
+    /// does not wait: `DISCARD ALL` undoes `SET`, `SET ROLE`, `PREPARE`, `LISTEN`, temporary
+    /// tables and session advisory locks, so nothing a routed statement left in the session
+    /// reaches the next call on this pooled connection. Its result is read when the
+    /// connection is next taken from the pool, by which time it has usually arrived: the
+    /// round trip is off the caller's path. A connection left inside a transaction block (a
+    /// routed `BEGIN`) cannot be reset so: it is poisoned, and the pool closes it.
+    pub fn reset_later(&mut self) {
+        let raw = self.raw.as_ptr();
+        // SAFETY: raw is a live PGconn with no statement in progress (the caller read every
+        // result); the command text is a NUL-terminated literal.
+        let sent = unsafe {
+            pq::PQstatus(raw) == pq::ConnStatusType::CONNECTION_OK
+                && pq::PQtransactionStatus(raw) == pq::PGTransactionStatusType::PQTRANS_IDLE
+                && pq::PQsendQuery(raw, c"DISCARD ALL".as_ptr()) == 1
+        };
+        if sent {
+            self.resetting = true;
+        } else {
+            self.poisoned = true;
+        }
+    }
+
+    /// Reads the result of the reset [`Conn::reset_later`] sent, waiting at most 2 s (on the
+    /// socket and the latch: interrupts are served). False when it failed or did not come.
+    fn finish_reset(&mut self) -> bool {
+        let raw = self.raw.as_ptr();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut ok = true;
+        loop {
+            // SAFETY: raw is a live PGconn; neither call blocks.
+            let busy = unsafe { pq::PQconsumeInput(raw) == 0 || pq::PQisBusy(raw) != 0 };
+            // SAFETY: as above.
+            if unsafe { pq::PQstatus(raw) } != pq::ConnStatusType::CONNECTION_OK {
+                return false;
+            }
+            if busy {
+                if !wait_socket(self.socket(), true, false, Some(deadline)) {
+                    return false;
+                }
+                continue;
+            }
+            // SAFETY: raw is live and not busy, so PQgetResult does not block; each result is
+            // cleared once.
+            unsafe {
+                let res = pq::PQgetResult(raw);
+                if res.is_null() {
+                    break;
+                }
+                ok &= pq::PQresultStatus(res) == pq::ExecStatusType::PGRES_COMMAND_OK;
+                pq::PQclear(res);
+            }
+        }
+        self.resetting = false;
+        ok
     }
 
     /// Runs one statement with protocol parameters (extended query protocol: `$1..$n`, text
@@ -815,6 +903,20 @@ pub fn known_keywords() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::server_error_in;
+
+    #[test]
+    fn refusals_are_found_in_connection_errors() {
+        assert_eq!(
+            refusal_in(
+                "connection to server on socket \"/tmp/.s.PGSQL.5432\" failed: FATAL:  53300: too many connections for role \"t\"\nLOCATION:  x"
+            ),
+            Some(("53300".into(), "too many connections for role \"t\"".into()))
+        );
+        assert_eq!(
+            refusal_in("connection to server at \"h\" failed: Connection refused"),
+            None
+        );
+    }
 
     #[test]
     fn server_errors_are_found_in_verbose_text() {

@@ -123,7 +123,7 @@ pub(super) fn with_conn<R>(
             result = f(&mut conn);
         }
     }
-    if conn.is_healthy() {
+    if conn.can_be_pooled() {
         put(key, conn);
     }
     result

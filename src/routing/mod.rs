@@ -24,7 +24,13 @@ use serde_json::{Map, Value};
 
 impl From<sql::ArgError> for Error {
     fn from(e: sql::ArgError) -> Error {
-        Error::new(Code::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string())
+        match e {
+            sql::ArgError::TooManyParams(_) => {
+                Error::new(Code::ERRCODE_PROGRAM_LIMIT_EXCEEDED, e.to_string())
+                    .hint("Pass a large list as one JSON array parameter (jsonb) and unnest it in the statement.")
+            }
+            _ => Error::new(Code::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string()),
+        }
     }
 }
 
@@ -97,14 +103,52 @@ fn not_routable(t: &Tenant, why: String) -> Error {
     )
 }
 
+/// What a routed statement is: one messiah wrote (insert, update, delete: it changes no
+/// session state), or the caller's own text (`messiah_tenant_query`: it may `SET`, `PREPARE`,
+/// `LISTEN`..., so the session is reset after it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Statement {
+    Ours,
+    Callers,
+}
+
 impl Route {
-    /// Runs one statement as the tenant's application role.
-    fn run(&self, statement: &str, params: &[Param]) -> Result<Rows, Error> {
+    /// Runs one statement as the tenant's application role. A login refused with 28P01 means
+    /// the role's password is no longer the derived one (any role may `ALTER ROLE
+    /// CURRENT_USER PASSWORD`): the roles are applied again from the catalog, and the
+    /// statement tried once more.
+    fn run(&self, statement: &str, params: &[Param], kind: Statement) -> Result<Rows, Error> {
+        let result = match self.run_once(statement, params, kind) {
+            Err(remote::RemoteError::Refused { ref sqlstate, .. }) if sqlstate == "28P01" => {
+                roles::apply(&self.tenant)?;
+                self.run_once(statement, params, kind)
+            }
+            r => r,
+        };
+        result.map_err(|e| self.translate(e))
+    }
+
+    fn run_once(
+        &self,
+        statement: &str,
+        params: &[Param],
+        kind: Statement,
+    ) -> Result<Rows, remote::RemoteError> {
         let server = self.endpoint.server.name.clone();
         remote::with_conn(&self.endpoint, |c| {
-            c.query_capped(statement, params, &self.caps, &server)
+            let r = c.query_capped(statement, params, &self.caps, &server);
+            if kind == Statement::Callers {
+                c.reset_later();
+            }
+            r
         })
-        .map_err(|e| match e {
+    }
+
+    /// The Postgres error of a failed routed statement, with a CONTEXT naming the tenant and
+    /// server: a statement with too few parameters gets 42P02; the tenant's connection limit
+    /// reached (53300) says which limit.
+    fn translate(&self, e: remote::RemoteError) -> Error {
+        let e = match e {
             remote::RemoteError::Server {
                 ref sqlstate,
                 ref message,
@@ -120,8 +164,19 @@ impl Route {
                 None => e,
             },
             e => e,
-        })
-        .map_err(|e| e.into_error(&self.context))
+        };
+        let limited = matches!(&e, remote::RemoteError::Refused { sqlstate, message, .. }
+            if sqlstate == "53300" && message.contains("for role"));
+        let err = e.into_error(&self.context);
+        if limited {
+            err.detail(format!(
+                "Tenant \"{}\" may have at most {} connection(s) open at once (its connection_limit).",
+                self.tenant.tenant_id, self.tenant.limits.connection_limit
+            ))
+            .hint("Raise it with messiah_set_tenant_limits(), or close idle sessions of the tenant's application role.")
+        } else {
+            err
+        }
     }
 
     /// The compiled definitions of `table` when it is an entity table of the tenant.
@@ -188,7 +243,7 @@ fn messiah_tenant_query(
         .map_err(Error::from)
         .or_raise();
     let r = route(tenant_id).or_raise();
-    let rows = r.run(query, &params).or_raise();
+    let rows = r.run(query, &params, Statement::Callers).or_raise();
     let out: Vec<JsonB> = rows
         .rows
         .iter()
@@ -233,6 +288,7 @@ fn messiah_tenant_insert(
                 value: Some(record.to_string()),
                 type_oid: 0,
             }],
+            Statement::Ours,
         )
         .or_raise();
     returned(rows)
@@ -293,7 +349,9 @@ fn messiah_tenant_update(
     if let Some(c) = custom {
         params.push(param(Value::Object(c)));
     }
-    SetOfIterator::new(returned(r.run(&statement, &params).or_raise()))
+    SetOfIterator::new(returned(
+        r.run(&statement, &params, Statement::Ours).or_raise(),
+    ))
 }
 
 /// The base columns to set and the `custom_fields` patch (if any) of a routed update.
@@ -346,6 +404,7 @@ fn messiah_tenant_delete(
                 value: Some(Value::Object(conditions).to_string()),
                 type_oid: 0,
             }],
+            Statement::Ours,
         )
         .or_raise();
     rows.affected.unwrap_or(0) as i64

@@ -25,7 +25,14 @@ pub enum ArgError {
     NothingToUpdate,
     #[error("{0} must not be empty")]
     EmptyName(&'static str),
+    /// More values than the protocol can bind (54000, checked before anything is sent).
+    #[error("params has {0} values; a statement takes at most {MAX_PARAMS}")]
+    TooManyParams(usize),
 }
+
+/// The most parameters one statement can have: the Bind message counts them in a 16-bit
+/// integer (Postgres frontend/backend protocol, "Bind"; libpq refuses more).
+pub const MAX_PARAMS: usize = 65_535;
 
 /// The JSON type name of a value, for messages.
 pub fn kind(v: &Value) -> &'static str {
@@ -46,6 +53,9 @@ pub fn params(v: &Value) -> Result<Vec<Param>, ArgError> {
     let Value::Array(items) = v else {
         return Err(ArgError::ParamsNotArray(kind(v)));
     };
+    if items.len() > MAX_PARAMS {
+        return Err(ArgError::TooManyParams(items.len()));
+    }
     Ok(items
         .iter()
         .map(|item| match item {

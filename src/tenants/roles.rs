@@ -224,6 +224,12 @@ fn server_script(t: &Tenant, verifier: Option<&str>) -> String {
         t.limits.connection_limit,
         verifier.map_or("NULL".to_string(), quote_literal)
     ));
+    // Settings the role gave itself (any role may ALTER ROLE CURRENT_USER SET ..., also IN
+    // DATABASE) go: the role's settings are exactly the tenant's limits.
+    sql.push_str(&format!(
+        "ALTER ROLE {app} RESET ALL;\nALTER ROLE {app} IN DATABASE {} RESET ALL;\n",
+        quote_ident(&t.database_name)
+    ));
     let setting = |name: &str, value: Option<String>| match value {
         Some(v) => format!("ALTER ROLE {app} SET {name} = {};\n", quote_literal(&v)),
         None => format!("ALTER ROLE {app} RESET {name};\n"),

@@ -179,6 +179,18 @@ fn shadowing_pg_catalog_never_runs_with_the_owners_rights() {
         "SELECT messiah_apply_fields('it_atk', 'clients', '{\"name\": \"n\", \"score\": 2}')".into(),
         "SELECT messiah_run_pending(wait_ms => 10000)".into(),
         "SELECT messiah_check_existing('it_atk', 'clients')".into(),
+        // routing: the calls open connections, build SQL, and re-apply roles with the
+        // owner's rights
+        "SELECT count(*) FROM messiah_tenant_query('it_atk', 'SELECT $1::int AS n, lower($2) AS l', '[1, \"X\"]')".into(),
+        "SELECT messiah_tenant_insert('it_atk', 'clients', '{\"name\": \"routed\", \"score\": 5}')".into(),
+        "SELECT count(*) FROM messiah_tenant_update('it_atk', 'clients', '{\"custom_fields\": {\"score\": 6}}', '{\"name\": \"routed\"}')".into(),
+        "SELECT messiah_tenant_delete('it_atk', 'clients', '{\"name\": \"routed\"}')".into(),
+        "SELECT messiah_set_tenant_limits('it_atk', statement_timeout_ms => 5000, connection_limit => 5)".into(),
+        "SELECT messiah_rotate_tenant_credentials('it_atk')".into(),
+        "SELECT messiah_run_pending(wait_ms => 10000)".into(),
+        "SELECT count(*) FROM messiah_tenant_query('it_atk', 'SELECT 1')".into(),
+        "SELECT messiah_tenant_disconnect('it_atk')".into(),
+        "SELECT messiah_tenant_disconnect()".into(),
         "SELECT messiah_drop_field('it_atk', 'clients', 'code')".into(),
         "SELECT count(*) FROM messiah_reconcile()".into(),
         "SELECT count(*) FROM messiah_reconcile(repair => true, deep => true)".into(),
@@ -202,6 +214,11 @@ fn shadowing_pg_catalog_never_runs_with_the_owners_rights() {
         "SELECT messiah_adopt_database('tenant_it_atk_none')",
         "SELECT messiah_drop_orphan('tenant_it_atk')",
         "SELECT messiah_add_server('elsewhere', 'host=/nonexistent port=1 user=postgres')",
+        "SELECT count(*) FROM messiah_tenant_query('it_atk', 'SELECT * FROM no_such_table')",
+        "SELECT count(*) FROM messiah_tenant_query('it_atk', 'SELECT $1::int, $2::int', '[1]')",
+        "SELECT messiah_tenant_insert('it_atk', 'clients', '{\"name\": \"bad\", \"score\": -1}')",
+        "SELECT count(*) FROM messiah_tenant_update('it_atk', 'clients', '{\"name\": \"x\"}', '{}')",
+        "SELECT messiah_tenant_delete('it_atk', 'no_such_table', '{\"id\": 1}')",
     ] {
         assert!(a.batch_execute(sql).is_err(), "{sql} must fail");
     }

@@ -621,3 +621,162 @@ fn a_kept_database_is_no_way_back_in() {
         ))
         .unwrap();
 }
+
+/// Nothing a routed statement leaves in its session reaches the next call on the pooled
+/// connection: settings, role, prepared statements, LISTEN, advisory locks, an open
+/// transaction (the connection itself is kept: same remote backend).
+#[test]
+fn the_pool_keeps_nothing_a_routed_statement_left() {
+    let t = "it_rt_pool";
+    let mut c = setup("rt_pool", &[t]);
+    let one = |c: &mut Client, sql: &str| -> Value {
+        let mut rows = query(c, t, sql, json!([])).unwrap();
+        assert_eq!(rows.len(), 1, "{sql}");
+        rows.remove(0)
+    };
+    let pid = one(&mut c, "SELECT pg_backend_pid() AS pid")["pid"].clone();
+    one(
+        &mut c,
+        "SELECT set_config('search_path', 'pg_catalog', false) AS s",
+    );
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT current_setting('search_path') AS p, pg_backend_pid() AS pid"
+        ),
+        json!({"p": "\"$user\", public", "pid": pid})
+    );
+    query(&mut c, t, "SET ROLE messiah_tenant_roles", json!([])).unwrap();
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT current_user::text AS u, pg_backend_pid() AS pid"
+        ),
+        json!({"u": format!("tenant_{t}"), "pid": pid})
+    );
+    query(&mut c, t, "PREPARE p AS SELECT 1", json!([])).unwrap();
+    let e = query(&mut c, t, "EXECUTE p", json!([])).unwrap_err();
+    assert_eq!(
+        (sqlstate(&e), message(&e)),
+        (
+            "26000".into(),
+            "prepared statement \"p\" does not exist".into()
+        )
+    );
+    query(&mut c, t, "LISTEN messiah_channel", json!([])).unwrap();
+    one(&mut c, "SELECT pg_advisory_lock(42) AS l");
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT (SELECT count(*) FROM pg_listening_channels()) AS listening, \
+                    (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                       AND pid = pg_backend_pid()) AS locks"
+        ),
+        json!({"listening": 0, "locks": 0})
+    );
+    // a transaction block left open: that connection is closed, the next call is outside it
+    query(&mut c, t, "BEGIN", json!([])).unwrap();
+    let after = one(&mut c, "SELECT pg_backend_pid() AS pid");
+    assert_ne!(after["pid"], pid);
+    let mut watch = connect("postgres");
+    let pid = pid.as_i64().unwrap() as i32;
+    assert!(
+        wait_until(5, || watch
+            .query_one(
+                "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1",
+                &[&pid]
+            )
+            .unwrap()
+            .get(0)),
+        "the connection left in a transaction block is still open"
+    );
+    drop_tenant(&mut c, t);
+}
+
+/// Any role may change its own password and settings (ALTER ROLE CURRENT_USER): a changed
+/// password is put back at the next login (28P01 re-applies the roles), and settings the role
+/// gave itself are removed whenever the roles are applied.
+#[test]
+fn a_role_that_changed_itself_is_put_back() {
+    let t = "it_rt_self";
+    let mut c = setup("rt_self", &[t]);
+    for sql in [
+        "ALTER ROLE CURRENT_USER SET work_mem = '77MB'",
+        &format!("ALTER ROLE CURRENT_USER IN DATABASE tenant_{t} SET work_mem = '78MB'"),
+        "ALTER ROLE CURRENT_USER PASSWORD 'chosen-by-the-tenant'",
+    ] {
+        query(&mut c, t, sql, json!([])).unwrap();
+    }
+    c.batch_execute(&format!("SELECT messiah_tenant_disconnect('{t}')"))
+        .unwrap();
+    // the next login fails with 28P01, the roles are applied again, the call goes through
+    assert_eq!(
+        query(
+            &mut c,
+            t,
+            "SELECT current_setting('work_mem') AS w",
+            json!([])
+        )
+        .unwrap(),
+        vec![json!({"w": "4MB"})]
+    );
+    let settings: i64 = connect("postgres")
+        .query_one(
+            "SELECT count(*) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole \
+             WHERE r.rolname = $1 AND array_to_string(s.setconfig, ',') LIKE '%work_mem%'",
+            &[&format!("tenant_{t}")],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(settings, 0);
+    drop_tenant(&mut c, t);
+}
+
+/// More parameters than the protocol can bind are refused before anything is sent (54000),
+/// and the tenant's connection limit reached is 53300 naming that limit.
+#[test]
+fn parameter_and_connection_limits() {
+    let t = "it_rt_cl";
+    let mut c = setup("rt_cl", &[t]);
+    let e = query(&mut c, t, "SELECT 1", json!(vec![1; 65_536])).unwrap_err();
+    assert_eq!(
+        (sqlstate(&e), message(&e)),
+        (
+            "54000".into(),
+            "params has 65536 values; a statement takes at most 65535".into()
+        )
+    );
+    c.batch_execute(&format!(
+        "SELECT messiah_set_tenant_limits('{t}', connection_limit => 1)"
+    ))
+    .unwrap();
+    settle(&mut c);
+    // this session's pooled connection holds the one slot
+    assert_eq!(
+        query(&mut c, t, "SELECT 1 AS one", json!([])).unwrap(),
+        vec![json!({"one": 1})]
+    );
+    let mut other = connect("messiah_it_rt_cl");
+    let e = query(&mut other, t, "SELECT 1 AS one", json!([])).unwrap_err();
+    let d = e.as_db_error().unwrap();
+    assert_eq!(d.code().code(), "53300", "{e}");
+    assert_eq!(
+        d.detail(),
+        Some(format!("Tenant \"{t}\" may have at most 1 connection(s) open at once (its connection_limit).").as_str())
+    );
+    assert!(d
+        .where_()
+        .unwrap_or("")
+        .contains(&format!("tenant \"{t}\"")));
+    c.batch_execute(&format!("SELECT messiah_tenant_disconnect('{t}')"))
+        .unwrap();
+    assert!(wait_until(5, || query(
+        &mut other,
+        t,
+        "SELECT 1 AS one",
+        json!([])
+    )
+    .is_ok()));
+    drop(other);
+    drop_tenant(&mut c, t);
+}

@@ -902,7 +902,7 @@ pub fn known_keywords() -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::server_error_in;
+    use super::{refusal_in, server_error_in};
 
     #[test]
     fn refusals_are_found_in_connection_errors() {

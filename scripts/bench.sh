@@ -267,3 +267,7 @@ printf "%-58s %9.3f %10.2fx\n" "dblink, named connection, from the admin databas
 printf "%-58s %9.3f %10.2fx\n" "messiah_tenant_query (as the tenant's role, pooled)" "$m" "$(echo "$m / $d" | bc -l)"
 printf "messiah_tenant_query - dblink: %+.3f ms per call (target: at most +0.1)\n" "$(echo "$m - $b" | bc -l)"
 rm -rf "$tmp"
+# the bench's tenants go, so that the cluster is left as `make cluster` gives it
+psql_ -c "SELECT count(messiah_drop_tenant(tenant_id)) FROM messiah.tenants WHERE tenant_id LIKE 'bench\_%'" >/dev/null
+psql_ -c "SELECT messiah_run_pending(wait_ms => 60000)" >/dev/null
+psql_ -c "DROP EXTENSION IF EXISTS dblink" >/dev/null

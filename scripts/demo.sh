@@ -311,10 +311,10 @@ echo "rollback left no database and no catalog row"
 section "Bad rows"
 tid=${TENANTS[0]}
 echo "writes into tenant_$tid that break its field definitions (VERBOSITY verbose, LOCATION lines removed):"
-before=$(val -d "tenant_$tid" -c "SELECT md5(string_agg(custom_fields::text, '' ORDER BY id)) FROM projects")
-out=$(psql -X -q -e -d "tenant_$tid" -v VERBOSITY=verbose -f "$HERE/bad_rows.sql" 2>&1 || true)
+before=$(val $(at "$tid") -c "SELECT md5(string_agg(custom_fields::text, '' ORDER BY id)) FROM projects")
+out=$(psql -X -q -e $(at "$tid") -v VERBOSITY=verbose -f "$HERE/bad_rows.sql" 2>&1 || true)
 printf '%s\n' "$out" | grep -v '^LOCATION:' | sed -e 's/^psql:[^ ]* ERROR:/ERROR:/' -e 's/^/  /'
-after=$(val -d "tenant_$tid" -c "SELECT md5(string_agg(custom_fields::text, '' ORDER BY id)) FROM projects")
+after=$(val $(at "$tid") -c "SELECT md5(string_agg(custom_fields::text, '' ORDER BY id)) FROM projects")
 rejected=$(printf '%s\n' "$out" | grep -c 'ERROR:  23514:' || true)
 expected=$(grep -c '^ROLLBACK;' "$HERE/bad_rows.sql")
 [ "$before" = "$after" ] || die "the bad writes changed tenant_$tid"

@@ -19,7 +19,8 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
         'lifecycle', t.lifecycle,
         'snapshot_version', t.snapshot_version,
         'connector_type', t.connector_type,
-        'roles', jsonb_build_object('application', t.database_name, 'owner', t.owner_role),
+        'schema', t.schema_name,
+        'roles', jsonb_build_object('application', 'tenant_' || t.tenant_id, 'owner', t.owner_role),
         'limits', jsonb_build_object(
             'statement_timeout_ms', t.statement_timeout_ms,
             'connection_limit', t.connection_limit,

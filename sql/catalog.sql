@@ -85,8 +85,17 @@ CREATE TABLE messiah.tenants (
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     -- added by messiah: where the tenant's database lives
-    database_name   text NOT NULL UNIQUE
-                    CONSTRAINT tenants_database_name_rule CHECK (database_name = 'tenant_' || tenant_id),
+    -- a supabase tenant lives in a schema of the project's existing database (named by its
+    -- server's conninfo): many may share it, and it is never messiah's to create or drop
+    database_name   text NOT NULL
+                    CONSTRAINT tenants_database_name_rule
+                    CHECK (connector_type = 'supabase' OR database_name = 'tenant_' || tenant_id),
+    -- the schema of the tenant's tables: public in a provisioned database; tenant_<id> in a
+    -- Supabase project's database (a schema its REST API does not expose)
+    schema_name     text NOT NULL DEFAULT 'public'
+                    CONSTRAINT tenants_schema_name_rule
+                    CHECK (schema_name = CASE connector_type WHEN 'supabase' THEN 'tenant_' || tenant_id
+                                                             ELSE 'public' END),
     server_id       bigint NOT NULL REFERENCES messiah.servers (id),
     -- version of the catalog copy (field definitions, unknown-field policy, tenant row) in
     -- the tenant database; from a sequence, so it never goes back
@@ -100,9 +109,11 @@ CREATE TABLE messiah.tenants (
     -- the (sub)transaction that inserted the row, as named in the database's marker
     creating_xid    xid8,
     -- how the tenant's database is reached (the original design's connector types):
-    -- postgres = a database messiah provisioned on a registered server
+    -- postgres = a database messiah provisioned on a registered server; supabase = a schema
+    -- in an existing Supabase project's database (no messiah library there: messiah validates
+    -- routed writes before sending them)
     connector_type  text NOT NULL DEFAULT 'postgres'
-                    CONSTRAINT tenants_connector_type CHECK (connector_type IN ('postgres')),
+                    CONSTRAINT tenants_connector_type CHECK (connector_type IN ('postgres', 'supabase')),
     -- limits of the tenant's application role (NULL: the server's own setting)
     statement_timeout_ms integer DEFAULT 30000
                     CONSTRAINT tenants_statement_timeout CHECK (statement_timeout_ms > 0),
@@ -118,6 +129,9 @@ CREATE TABLE messiah.tenants (
     -- database; the owner role (NOLOGIN) owns the tenant's tables
     owner_role      text NOT NULL GENERATED ALWAYS AS ('owner_' || tenant_id) STORED
 );
+-- one provisioned tenant per database name (supabase tenants share their project's database)
+CREATE UNIQUE INDEX tenants_database_name_key ON messiah.tenants (database_name)
+    WHERE connector_type = 'postgres';
 CREATE INDEX tenants_status_idx ON messiah.tenants (status);
 CREATE INDEX tenants_slug_idx ON messiah.tenants (slug);
 CREATE INDEX tenants_server_idx ON messiah.tenants (server_id);

@@ -323,6 +323,14 @@ fn messiah_check_existing(tenant_id: Option<&str>, entity_table: Option<&str>) -
     let entity_table = required("entity_table", entity_table);
     let t = tenant_row(tenant_id, false);
     entity(entity_table);
+    if t.is_supabase() {
+        crate::err::Error::new(
+            crate::err::Code::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("messiah_check_existing needs messiah in the tenant's database; tenant \"{}\" is a supabase tenant", t.tenant_id),
+        )
+        .detail("A Supabase project cannot load messiah's library: its rows are checked when routed writes are sent, not afterwards.")
+        .raise();
+    }
     let snap = catalog::snapshot_json(&t.tenant_id).to_string();
     let server = t.server().or_raise();
     let rows = crate::remote::query_once(

@@ -32,5 +32,7 @@ mod routing;
 mod rpc;
 #[path = "integration/security.rs"]
 mod security;
+#[path = "integration/supabase.rs"]
+mod supabase;
 #[path = "integration/writers.rs"]
 mod writers;

@@ -60,7 +60,7 @@ fn route(tenant_id: Option<&str>) -> Result<Route, Error> {
         return Err(not_routable(&t, format!("is {}", t.status))
             .hint("messiah_set_tenant_status(tenant_id, 'active') restores access."));
     }
-    if t.connector_type != "postgres" {
+    if t.connector_type != "postgres" && !t.is_supabase() {
         return Err(Error::new(
             Code::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!("unsupported connector type \"{}\"", t.connector_type),
@@ -118,10 +118,16 @@ impl Route {
     /// CURRENT_USER PASSWORD`): the roles are applied again from the catalog, and the
     /// statement tried once more.
     fn run(&self, statement: &str, params: &[Param], kind: Statement) -> Result<Rows, Error> {
-        let result = match self.run_once(statement, params, kind) {
+        self.attempt(|| self.run_once(statement, params, kind))
+    }
+
+    /// Runs `f` (remote work as the application role); a login refused with 28P01 re-applies
+    /// the roles and runs it once more (see [`Route::run`]). Errors are translated.
+    fn attempt<T>(&self, f: impl Fn() -> Result<T, remote::RemoteError>) -> Result<T, Error> {
+        let result = match f() {
             Err(remote::RemoteError::Refused { ref sqlstate, .. }) if sqlstate == "28P01" => {
                 roles::apply(&self.tenant)?;
-                self.run_once(statement, params, kind)
+                f()
             }
             r => r,
         };
@@ -283,7 +289,7 @@ fn messiah_tenant_insert(
     };
     let rows = r
         .run(
-            &sql::insert(table, &cols),
+            &sql::insert(&r.tenant.schema_name, table, &cols),
             &[Param {
                 value: Some(record.to_string()),
                 type_oid: 0,
@@ -333,7 +339,14 @@ fn messiah_tenant_update(
     let conditions = object_arg("match", r#match);
     let r = route(tenant_id).or_raise();
     let (base, custom) = split_update(&r, table, data);
+    if r.tenant.is_supabase() {
+        if let Some(patch) = custom {
+            let rows = update_validated(&r, table, base, patch, conditions).or_raise();
+            return SetOfIterator::new(returned(rows));
+        }
+    }
     let statement = sql::update(
+        &r.tenant.schema_name,
         table,
         &sql::columns(&base),
         custom.is_some(),
@@ -352,6 +365,104 @@ fn messiah_tenant_update(
     SetOfIterator::new(returned(
         r.run(&statement, &params, Statement::Ours).or_raise(),
     ))
+}
+
+/// A routed update of a supabase tenant that changes `custom_fields`: the project's database
+/// has no messiah trigger, so messiah validates the merged result before it is written. In one
+/// transaction there: the matching rows are locked (`FOR UPDATE`), each one's stored
+/// `custom_fields` merged with `patch` (JSON Merge Patch, RFC 7396) and validated with the
+/// trigger's rules (Update: no defaults; unchanged values are not re-checked; unknown keys by
+/// the tenant's policy), then written by `ctid` (stable while the rows are locked). Any
+/// violation rolls the transaction back: nothing is written (23514, every failing field in
+/// DETAIL).
+fn update_validated(
+    r: &Route,
+    table: &str,
+    base: Map<String, Value>,
+    patch: Map<String, Value>,
+    conditions: Map<String, Value>,
+) -> Result<Rows, Error> {
+    let schema = &r.tenant.schema_name;
+    let lock = sql::select_for_update(schema, table, &sql::columns(&conditions))?;
+    let write = sql::update_rows(schema, table, &sql::columns(&base));
+    let snap = r.entity(table);
+    let entity = snap.as_ref().and_then(|s| s.entity(table));
+    let text = |v: Value| Param {
+        value: Some(v.to_string()),
+        type_oid: 0,
+    };
+    let (conditions, base, patch) = (
+        text(Value::Object(conditions)),
+        text(Value::Object(base)),
+        Value::Object(patch),
+    );
+    let server = r.endpoint.server.name.clone();
+    let outcome = r.attempt(|| {
+        remote::with_conn(&r.endpoint, |c| {
+            c.query_capped("BEGIN", &[], &r.caps, &server)?;
+            let mut body = || -> Result<Result<Rows, Error>, remote::RemoteError> {
+                let locked =
+                    c.query_capped(&lock, std::slice::from_ref(&conditions), &r.caps, &server)?;
+                let mut writes = Vec::with_capacity(locked.rows.len());
+                for row in &locked.rows {
+                    let cell = |i: usize| row.get(i).cloned().flatten();
+                    let stored: Value = cell(1)
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or(Value::Null);
+                    let merged = match merge_checked(entity, &stored, &patch) {
+                        Ok(m) => m,
+                        Err(errors) => return Ok(Err(violation(table, &errors))),
+                    };
+                    writes.push(serde_json::json!({"row_ctid": cell(0), "custom_fields": merged}));
+                }
+                let rows = [base.clone(), text(Value::Array(writes))];
+                c.query_capped(&write, &rows, &r.caps, &server).map(Ok)
+            };
+            let result = body();
+            let end = if matches!(result, Ok(Ok(_))) {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            };
+            match (result, c.query_capped(end, &[], &r.caps, &server)) {
+                (Ok(Ok(rows)), Ok(_)) => Ok(Ok(rows)),
+                (Ok(Ok(_)), Err(e)) => Err(e),
+                (result, _) => result,
+            }
+        })
+    })?;
+    outcome
+}
+
+/// `stored` merged with `patch` (JSON Merge Patch) and, for an entity table, validated as the
+/// trigger would on UPDATE (a value left unchanged is not re-checked; unknown keys stripped
+/// under the `strip` policy). Returns the value to write, or every violation.
+fn merge_checked(
+    entity: Option<&fields::CompiledEntity>,
+    stored: &Value,
+    patch: &Value,
+) -> Result<Value, Vec<fields::FieldError>> {
+    let mut merged = match stored {
+        Value::Null => Value::Object(Map::new()),
+        v => v.clone(),
+    };
+    crate::tenants::api::merge_patch(&mut merged, patch);
+    let Some(e) = entity else {
+        return Ok(merged);
+    };
+    if &merged == stored {
+        return Ok(merged);
+    }
+    let outcome = fields::validate_document(e, Some(&merged), fields::Operation::Update);
+    if !outcome.errors.is_empty() {
+        return Err(outcome.errors);
+    }
+    if let Value::Object(m) = &mut merged {
+        for k in &outcome.strip_keys {
+            m.remove(k);
+        }
+    }
+    Ok(merged)
 }
 
 /// The base columns to set and the `custom_fields` patch (if any) of a routed update.
@@ -393,10 +504,10 @@ fn messiah_tenant_delete(
 ) -> i64 {
     let table = name_arg("table_name", table_name);
     let conditions = object_arg("match", r#match);
-    let statement = sql::delete(table, &sql::columns(&conditions))
+    let r = route(tenant_id).or_raise();
+    let statement = sql::delete(&r.tenant.schema_name, table, &sql::columns(&conditions))
         .map_err(Error::from)
         .or_raise();
-    let r = route(tenant_id).or_raise();
     let rows = r
         .run(
             &statement,

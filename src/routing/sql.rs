@@ -121,9 +121,14 @@ fn number(text: &str) -> Value {
     Value::String(text.into())
 }
 
-/// A table of the tenant schema, qualified and quoted.
-fn table(name: &str) -> String {
-    format!("public.{}", quote_ident(name))
+/// A table of the tenant schema, qualified and quoted (the schema is `public` in a
+/// provisioned database and `tenant_<id>` in a Supabase project's).
+fn table(schema: &str, name: &str) -> String {
+    if schema == "public" {
+        format!("public.{}", quote_ident(name))
+    } else {
+        format!("{}.{}", quote_ident(schema), quote_ident(name))
+    }
 }
 
 /// `r.<c> OPERATOR(pg_catalog.=) m.<c> AND ...` for the match columns.
@@ -146,8 +151,8 @@ pub fn columns(v: &Map<String, Value>) -> Vec<String> {
 /// INSERT of one row given as a JSON object (`$1`): the columns it names get its values
 /// (converted by `jsonb_populate_record` to the columns' types), the others their defaults.
 /// Returns the inserted row as jsonb.
-pub fn insert(table_name: &str, cols: &[String]) -> String {
-    let t = table(table_name);
+pub fn insert(schema: &str, table_name: &str, cols: &[String]) -> String {
+    let t = table(schema, table_name);
     if cols.is_empty() {
         return format!("INSERT INTO {t} AS r DEFAULT VALUES RETURNING pg_catalog.to_jsonb(r.*)");
     }
@@ -168,6 +173,7 @@ pub fn insert(table_name: &str, cols: &[String]) -> String {
 /// Merge Patch, `messiah.jsonb_merge_patch` of the tenant database). Returns the updated rows
 /// as jsonb. Errors: an empty match or nothing to set.
 pub fn update(
+    schema: &str,
     table_name: &str,
     set_cols: &[String],
     merge_custom: bool,
@@ -192,7 +198,7 @@ pub fn update(
     if sets.is_empty() {
         return Err(ArgError::NothingToUpdate);
     }
-    let t = table(table_name);
+    let t = table(schema, table_name);
     Ok(format!(
         "UPDATE {t} AS r SET {} \
          FROM pg_catalog.jsonb_populate_record(NULL::{t}, $1::pg_catalog.jsonb) AS d, \
@@ -204,16 +210,59 @@ pub fn update(
 }
 
 /// DELETE of the rows whose `match_cols` equal those of `$1`. Errors: an empty match.
-pub fn delete(table_name: &str, match_cols: &[String]) -> Result<String, ArgError> {
+pub fn delete(schema: &str, table_name: &str, match_cols: &[String]) -> Result<String, ArgError> {
     if match_cols.is_empty() {
         return Err(ArgError::EmptyMatch("delete"));
     }
-    let t = table(table_name);
+    let t = table(schema, table_name);
     Ok(format!(
         "DELETE FROM {t} AS r USING pg_catalog.jsonb_populate_record(NULL::{t}, $1::pg_catalog.jsonb) AS m \
          WHERE {}",
         conditions(match_cols)
     ))
+}
+
+/// For an update validated before it is sent (a supabase tenant: no trigger in the project's
+/// database): locks the rows whose `match_cols` equal those of `$1` and returns each one's
+/// `ctid` and `custom_fields`, for [`update_rows`] in the same transaction. Errors: an empty
+/// match.
+pub fn select_for_update(
+    schema: &str,
+    table_name: &str,
+    match_cols: &[String],
+) -> Result<String, ArgError> {
+    if match_cols.is_empty() {
+        return Err(ArgError::EmptyMatch("update"));
+    }
+    let t = table(schema, table_name);
+    Ok(format!(
+        "SELECT r.ctid::pg_catalog.text, r.custom_fields::pg_catalog.text FROM {t} AS r, \
+              pg_catalog.jsonb_populate_record(NULL::{t}, $1::pg_catalog.jsonb) AS m \
+         WHERE {} FOR UPDATE OF r",
+        conditions(match_cols)
+    ))
+}
+
+/// The second half of [`select_for_update`]: sets `set_cols` from `$1` and each locked row's
+/// `custom_fields` to the value computed for it (`$2`: a JSON array of `{"row_ctid",
+/// "custom_fields"}`). Returns the updated rows as jsonb.
+pub fn update_rows(schema: &str, table_name: &str, set_cols: &[String]) -> String {
+    let t = table(schema, table_name);
+    let mut sets: Vec<String> = set_cols
+        .iter()
+        .map(|c| {
+            let c = quote_ident(c);
+            format!("{c} = d.{c}")
+        })
+        .collect();
+    sets.push("custom_fields = x.custom_fields".into());
+    format!(
+        "UPDATE {t} AS r SET {} \
+         FROM pg_catalog.jsonb_populate_record(NULL::{t}, $1::pg_catalog.jsonb) AS d, \
+              pg_catalog.jsonb_to_recordset($2::pg_catalog.jsonb) AS x(row_ctid pg_catalog.tid, custom_fields pg_catalog.jsonb) \
+         WHERE r.ctid OPERATOR(pg_catalog.=) x.row_ctid RETURNING pg_catalog.to_jsonb(r.*)",
+        sets.join(", ")
+    )
 }
 
 /// The server's answer to a statement that uses more parameters than `params` gives. Over
@@ -331,31 +380,34 @@ mod tests {
     fn statements_quote_names_and_qualify_everything() {
         let cols = vec!["name".to_string(), "we\"ird".to_string()];
         assert_eq!(
-            insert("clients", &cols),
+            insert("public", "clients", &cols),
             "INSERT INTO public.\"clients\" AS r (\"name\", \"we\"\"ird\") SELECT \"name\", \"we\"\"ird\" \
              FROM pg_catalog.jsonb_populate_record(NULL::public.\"clients\", $1::pg_catalog.jsonb) \
              RETURNING pg_catalog.to_jsonb(r.*)"
         );
         assert_eq!(
-            insert("clients", &[]),
+            insert("public", "clients", &[]),
             "INSERT INTO public.\"clients\" AS r DEFAULT VALUES RETURNING pg_catalog.to_jsonb(r.*)"
         );
-        let u = update("clients", &["name".into()], true, &["id".into()]).unwrap();
+        let u = update("public", "clients", &["name".into()], true, &["id".into()]).unwrap();
         assert!(u.contains("SET \"name\" = d.\"name\", custom_fields = messiah.jsonb_merge_patch(r.custom_fields, $3::pg_catalog.jsonb)"), "{u}");
         assert!(
             u.contains("WHERE r.\"id\" OPERATOR(pg_catalog.=) m.\"id\" RETURNING"),
             "{u}"
         );
         assert_eq!(
-            update("clients", &["name".into()], false, &[]),
+            update("public", "clients", &["name".into()], false, &[]),
             Err(ArgError::EmptyMatch("update"))
         );
         assert_eq!(
-            update("clients", &[], false, &["id".into()]),
+            update("public", "clients", &[], false, &["id".into()]),
             Err(ArgError::NothingToUpdate)
         );
-        assert_eq!(delete("clients", &[]), Err(ArgError::EmptyMatch("delete")));
-        assert!(delete("Odd Table", &["id".into(), "name".into()])
+        assert_eq!(
+            delete("public", "clients", &[]),
+            Err(ArgError::EmptyMatch("delete"))
+        );
+        assert!(delete("public", "Odd Table", &["id".into(), "name".into()])
             .unwrap()
             .contains("DELETE FROM public.\"Odd Table\" AS r USING pg_catalog.jsonb_populate_record(NULL::public.\"Odd Table\", $1::pg_catalog.jsonb) AS m WHERE r.\"id\" OPERATOR(pg_catalog.=) m.\"id\" AND r.\"name\" OPERATOR(pg_catalog.=) m.\"name\""));
     }

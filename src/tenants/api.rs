@@ -274,7 +274,7 @@ fn messiah_create_tenant(
     connector_type: default!(Option<&str>, "'postgres'"),
 ) -> JsonB {
     outbox::run_in_session();
-    connector_type_arg(connector_type);
+    let supabase = connector_type_arg(connector_type);
     let id = tenant_id_arg(tenant_id);
     let name = required("name", name);
     check(args::check_name("name", name, true));
@@ -292,7 +292,22 @@ fn messiah_create_tenant(
         // Fail before anything is written when no key is available.
         crate::secrets::ring().or_raise();
     }
+    if supabase {
+        supabase_args(server, config.is_some());
+    }
     let server = place(server).or_raise();
+    if supabase {
+        return create_supabase_tenant(
+            &id,
+            name,
+            &slug,
+            contact_email,
+            contact_name,
+            &settings,
+            &server,
+            config,
+        );
+    }
     let datname = id.database_name();
 
     if let Some(old) = Tenant::find(id.as_str(), false) {
@@ -353,24 +368,91 @@ fn messiah_create_tenant(
     tenant_result(id.as_str())
 }
 
-/// The connector types (the original design's `postgres`, `supabase`, `mongodb`): only
-/// `postgres` is provisioned and routed. Errors: 0A000 for any other, before anything is
-/// written.
-fn connector_type_arg(v: Option<&str>) {
+/// The connector types (the original design's `postgres`, `supabase`, `mongodb`): `postgres`
+/// (a database messiah provisions) and `supabase` (a schema in an existing project's
+/// database); true for `supabase`. Errors: 0A000 for any other, before anything is written.
+fn connector_type_arg(v: Option<&str>) -> bool {
     match v.unwrap_or("postgres") {
-        "postgres" => {}
+        "postgres" => false,
+        "supabase" => true,
         other => Error::new(
             Code::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!("unsupported connector type \"{other}\""),
         )
         .detail(match other {
             "mongodb" => "No MongoDB connector exists: tenant data lives in Postgres databases.",
-            "supabase" => "Supabase projects as tenant databases are not supported yet.",
-            _ => "The connector types are postgres (a database messiah provisions on a registered server).",
+            _ => "The connector types are postgres (a database messiah provisions on a registered server) and supabase (a schema in a Supabase project's database).",
         })
-        .hint("Create the tenant with connector_type => 'postgres'.")
+        .hint("Create the tenant with connector_type => 'postgres' or 'supabase'.")
         .raise(),
     }
+}
+
+/// A `supabase` tenant names the project's server (registered with the project's conninfo:
+/// its database is the conninfo's `dbname`, `postgres` by default) and gives its config (the
+/// project's URL and keys). Errors: 22023 for either missing, before anything is written.
+fn supabase_args(server: Option<&str>, has_config: bool) {
+    if server.is_none() {
+        Error::new(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            "a supabase tenant needs server => the project's registered server",
+        )
+        .detail("Its tables go into an existing Supabase project's database: no placement policy chooses one.")
+        .hint("messiah_add_server('<name>', 'host=db.<project>.supabase.co port=5432 user=postgres dbname=postgres sslmode=require') first.")
+        .raise();
+    }
+    if !has_config {
+        Error::new(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            "a supabase tenant needs config => its project's supabase_project_id, supabase_url, anon_key and service_key",
+        )
+        .raise();
+    }
+}
+
+/// The rest of `messiah_create_tenant` for a `supabase` tenant: the catalog row (`ready`: no
+/// database is created) and its config now; its roles, schema and tables after COMMIT (the
+/// outbox's `apply_roles`, see `roles::apply`).
+#[allow(clippy::too_many_arguments)]
+fn create_supabase_tenant(
+    id: &crate::ident::TenantId,
+    name: &str,
+    slug: &str,
+    contact_email: Option<&str>,
+    contact_name: Option<&str>,
+    settings: &Value,
+    server: &crate::remote::Server,
+    config: Option<SupabaseConfig>,
+) -> JsonB {
+    let database = server.maintenance().database;
+    let inserted = crate::spi::one::<bool>(
+        "INSERT INTO messiah.tenants (tenant_id, name, slug, contact_email, contact_name, settings, \
+                                      database_name, server_id, lifecycle, connector_type, schema_name, \
+                                      credential_key_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ready', 'supabase', 'tenant_' || $1, $9) \
+         ON CONFLICT DO NOTHING RETURNING true",
+        &[
+            id.as_str().into(),
+            name.into(),
+            slug.into(),
+            contact_email.into(),
+            contact_name.into(),
+            JsonB(settings.clone()).into(),
+            database.as_str().into(),
+            server.id.into(),
+            super::roles::initial_key_id().into(),
+        ],
+    )
+    .unwrap_or(false);
+    if !inserted {
+        conflict(id.as_str(), slug, &database).raise();
+    }
+    let t = Tenant::find(id.as_str(), false).unwrap_or_else(|| not_found(id.as_str()).raise());
+    outbox::enqueue(outbox::Action::ApplyRoles, &t);
+    if let Some(c) = config {
+        store_config(id.as_str(), c).or_raise();
+    }
+    tenant_result(id.as_str())
 }
 
 /// The 23505 of a creation that lost to an existing or concurrent tenant.
@@ -638,6 +720,14 @@ fn messiah_drop_tenant(
     let t = Tenant::existing(id.as_str(), true).or_raise();
     if !keep_database {
         t.require_ours().or_raise();
+    } else if t.is_supabase() {
+        Error::new(
+            Code::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("keep_database is for provisioned databases; tenant \"{}\" is a supabase tenant", t.tenant_id),
+        )
+        .detail("Its tables are schema tenant_<id> of the project's database, which messiah never drops; dropping the tenant drops that schema.")
+        .hint("Save the schema first (pg_dump --schema=tenant_<id>), then messiah_drop_tenant(tenant_id).")
+        .raise();
     }
     let key = [t.row_id.as_str().into()];
     if t.lifecycle == "provisioning" {

@@ -19,8 +19,11 @@ pub struct Tenant {
     /// xid8 of the inserting (sub)transaction, as text.
     pub creating_xid: String,
     pub snapshot_version: i64,
-    /// `postgres` (the one connector type provisioned databases have).
+    /// `postgres` (a database messiah provisioned) or `supabase` (a schema in an existing
+    /// Supabase project's database, see [`Tenant::is_supabase`]).
     pub connector_type: String,
+    /// The schema of the tenant's tables (`public`; `tenant_<id>` for supabase).
+    pub schema_name: String,
     /// Role that owns the tenant's tables (NOLOGIN).
     pub owner_role: String,
     /// Limits of the application role; `None`: the server's setting.
@@ -53,8 +56,8 @@ pub struct Limits {
 const COLUMNS: &str = "id::text, tenant_id, database_name, server_id::text, status, lifecycle, \
                        installation_id::text, coalesce(creating_xid::text, ''), snapshot_version::text, \
                        connector_type, owner_role, statement_timeout_ms::text, connection_limit::text, \
-                       temp_file_limit_kb::text, credential_key_id, credential_version::text";
-const NCOLUMNS: usize = 16;
+                       temp_file_limit_kb::text, credential_key_id, credential_version::text, schema_name";
+const NCOLUMNS: usize = 17;
 
 fn from_row(r: Vec<Option<String>>) -> Tenant {
     let t = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
@@ -77,10 +80,19 @@ fn from_row(r: Vec<Option<String>>) -> Tenant {
         },
         credential_key_id: r.get(14).cloned().flatten(),
         credential_version: t(15).parse().unwrap_or(1),
+        schema_name: t(16),
     }
 }
 
 impl Tenant {
+    /// A `supabase` tenant: its tables live in schema `tenant_<id>` of an existing Supabase
+    /// project's database, which has no messiah library (no trigger, no catalog copy): routed
+    /// writes are validated by messiah before they are sent, and the database is never
+    /// created or dropped by messiah.
+    pub fn is_supabase(&self) -> bool {
+        self.connector_type == "supabase"
+    }
+
     /// The row of `tenant_id`, whatever its lifecycle; `lock` takes FOR UPDATE.
     pub fn find(tenant_id: &str, lock: bool) -> Option<Tenant> {
         let q = format!(

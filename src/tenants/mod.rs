@@ -11,3 +11,4 @@ pub mod outbox;
 pub mod provision;
 pub mod reconcile;
 pub mod roles;
+pub mod supabase;

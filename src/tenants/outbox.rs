@@ -278,6 +278,9 @@ fn claim_database(item: &Item) -> Result<String, Error> {
 
 fn drop_database(item: &Item) -> Result<String, Error> {
     let server = Server::by_id(item.server_id)?;
+    if let Some(t) = Tenant::find(&item.tenant_id, false).filter(|t| t.is_supabase()) {
+        return drop_supabase_schema(item, &t, &server);
+    }
     provision::lock_database(&server, &item.database_name);
     let outcome = match provision::find_database(&server, &item.database_name)? {
         None => "already gone".to_string(),
@@ -314,6 +317,43 @@ fn drop_database(item: &Item) -> Result<String, Error> {
     Ok(outcome)
 }
 
+/// The drop of a `supabase` tenant: its schema (if marked as its own) and roles go, the
+/// project's database and everything else in it stay.
+fn drop_supabase_schema(item: &Item, t: &Tenant, server: &Server) -> Result<String, Error> {
+    let db = server.database(&t.database_name);
+    let context = t.describe(server);
+    let app = super::roles::application_role(t);
+    crate::remote::execute(
+        &db,
+        &format!(
+            "{}REVOKE ALL ON DATABASE {} FROM {};\n",
+            super::supabase::drop_script(&t.tenant_id, &t.schema_name),
+            crate::ident::quote_ident(&t.database_name),
+            crate::ident::quote_ident(&app)
+        ),
+    )
+    .map_err(|e| e.into_error(&context))?;
+    let roles = super::roles::drop_roles(t, server)?;
+    crate::spi::run(
+        "DELETE FROM messiah.tenants WHERE tenant_id = $1 AND lifecycle = 'dropping'",
+        &[item.tenant_id.as_str().into()],
+    );
+    crate::spi::run(
+        "DELETE FROM messiah.outbox WHERE id = $1",
+        &[item.id.into()],
+    );
+    Ok(format!(
+        "schema {} dropped (database {} kept: it is the project's), roles {}",
+        t.schema_name,
+        t.database_name,
+        if roles.is_empty() {
+            "none".to_string()
+        } else {
+            roles.join(", ")
+        }
+    ))
+}
+
 fn push_snapshot(item: &Item) -> Result<String, Error> {
     // Every queued push of this tenant is served by this one install of the newest copy: the
     // copy is read below, after the delete, so it includes every change whose push is deleted.
@@ -333,6 +373,12 @@ fn push_snapshot(item: &Item) -> Result<String, Error> {
     }
     if !t.is_ours() {
         return Ok("skipped: managed by another installation".into());
+    }
+    if t.is_supabase() {
+        return Ok(
+            "skipped: a supabase tenant has no catalog copy (messiah validates its routed writes)"
+                .into(),
+        );
     }
     let server = t.server()?;
     let installed = provision::install_copy(&t, &server, false)?;

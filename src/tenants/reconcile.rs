@@ -182,7 +182,7 @@ pub fn reconcile(repair: bool, deep: bool) -> Result<Vec<Drift>, Error> {
         for t in &tenants {
             if let Some(d) = tenant_drift(t, &server, &dbs, repair, deep)? {
                 out.push(d);
-            } else if deep && t.lifecycle == "ready" && t.is_ours() {
+            } else if deep && t.lifecycle == "ready" && t.is_ours() && !t.is_supabase() {
                 out.extend(index_drift(t, &server, repair)?);
             }
         }
@@ -210,7 +210,9 @@ fn tenant_drift(
     repair: bool,
     deep: bool,
 ) -> Result<Option<Drift>, Error> {
-    if t.lifecycle != "ready" {
+    // a supabase tenant's database is its project's (never created, dropped or marked by
+    // messiah) and holds no catalog copy: nothing here applies
+    if t.lifecycle != "ready" || t.is_supabase() {
         return Ok(None);
     }
     let foreign = (!t.is_ours()).then(|| {
@@ -536,6 +538,10 @@ pub fn takeover() -> Result<Vec<(String, String)>, Error> {
         let Some(t) = Tenant::find(&tid, false) else {
             continue;
         };
+        if t.is_supabase() {
+            out.push((tid, format!("taken over by {inst} (a supabase tenant: its project's database is not claimed)")));
+            continue;
+        }
         let server = t.server()?;
         let outcome = match provision::find_database(&server, &t.database_name)? {
             Some(_) => {

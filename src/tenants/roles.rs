@@ -39,9 +39,9 @@ fn marker(kind: &str, tenant_id: &str) -> String {
     serde_json::json!({"messiah_role": kind, "tenant_id": tenant_id}).to_string()
 }
 
-/// The application role's name (the tenant's database name).
-pub fn application_role(t: &Tenant) -> &str {
-    &t.database_name
+/// The application role's name, `tenant_<id>` (a provisioned tenant's database name too).
+pub fn application_role(t: &Tenant) -> String {
+    format!("tenant_{}", t.tenant_id)
 }
 
 /// The application role's current password, derived from the key file. Errors: F0000 no
@@ -71,7 +71,7 @@ pub fn login(t: &Tenant, installation: &str) -> Result<Login, Error> {
         .hint("They are set up after the tenant's creation commits; messiah_run_pending() shows why they are not."));
     };
     Ok(Login {
-        user: application_role(t).to_string(),
+        user: application_role(t),
         password: password(t, key_id, installation)?,
         generation: crate::ident::fnv64(format!("{:?}", t.limits).as_bytes()),
     })
@@ -88,7 +88,7 @@ pub fn apply(t: &Tenant) -> Result<String, Error> {
     let context = t.describe(&server);
     refuse_foreign(t, &server)?;
     let maint = server.maintenance();
-    let app = application_role(t).to_string();
+    let app = application_role(t);
     let verifier = match credential(t)? {
         None => None,
         Some(password) => Some(
@@ -115,9 +115,18 @@ pub fn apply(t: &Tenant) -> Result<String, Error> {
         .map_err(|e| e.into_error(&context))?;
     }
     let db = server.database(&t.database_name);
-    remote::execute(&db, &grants_script(t)).map_err(|e| e.into_error(&context))?;
-    remote::execute(&db, &ownership_script(t)).map_err(|e| e.into_error(&context))?;
-    remote::close_database(server.id, &t.database_name);
+    if t.is_supabase() {
+        let script =
+            super::supabase::schema_script(&t.tenant_id, &t.schema_name, &t.owner_role, &app);
+        remote::execute(&db, &script).map_err(|e| e.into_error(&context))?;
+    } else {
+        remote::execute(&db, &grants_script(t)).map_err(|e| e.into_error(&context))?;
+        remote::execute(&db, &ownership_script(t)).map_err(|e| e.into_error(&context))?;
+    }
+    if !t.is_supabase() {
+        // (a project's database is shared: other tenants' connections stay)
+        remote::close_database(server.id, &t.database_name);
+    }
     Ok(format!(
         "roles {} ({}) and {} applied",
         app,
@@ -170,7 +179,7 @@ fn refuse_foreign(t: &Tenant, server: &Server) -> Result<(), Error> {
         &server.maintenance(),
         "SELECT rolname::text, pg_catalog.shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles \
          WHERE rolname OPERATOR(pg_catalog.=) $1 OR rolname OPERATOR(pg_catalog.=) $2",
-        &[Some(application_role(t)), Some(&t.owner_role)],
+        &[Some(&application_role(t)), Some(&t.owner_role)],
     )
     .map_err(|e| e.into_error(&t.describe(server)))?;
     for r in rows.rows {
@@ -198,7 +207,7 @@ fn refuse_foreign(t: &Tenant, server: &Server) -> Result<(), Error> {
 /// The server-level statements (one implicit transaction): roles, their marker, attributes,
 /// limits, password (verifier), membership, and CONNECT on the tenant's database.
 fn server_script(t: &Tenant, verifier: Option<&str>) -> String {
-    let app = quote_ident(application_role(t));
+    let app = quote_ident(&application_role(t));
     let owner = quote_ident(&t.owner_role);
     let create = |role: &str, name: &str| {
         format!(
@@ -230,6 +239,13 @@ fn server_script(t: &Tenant, verifier: Option<&str>) -> String {
         "ALTER ROLE {app} RESET ALL;\nALTER ROLE {app} IN DATABASE {} RESET ALL;\n",
         quote_ident(&t.database_name)
     ));
+    if t.is_supabase() {
+        // routed statements name the tenant's tables unqualified, as in a provisioned database
+        sql.push_str(&format!(
+            "ALTER ROLE {app} SET search_path = {};\n",
+            quote_ident(&t.schema_name)
+        ));
+    }
     let setting = |name: &str, value: Option<String>| match value {
         Some(v) => format!("ALTER ROLE {app} SET {name} = {};\n", quote_literal(&v)),
         None => format!("ALTER ROLE {app} RESET {name};\n"),
@@ -260,7 +276,7 @@ fn server_script(t: &Tenant, verifier: Option<&str>) -> String {
 /// transaction): table and sequence rights, `messiah.jsonb_merge_patch` for merging updates.
 /// GRANT takes no lock on the tables, so it never waits for (or queues) the tenant's writers.
 fn grants_script(t: &Tenant) -> String {
-    let app = quote_ident(application_role(t));
+    let app = quote_ident(&application_role(t));
     format!(
         "GRANT USAGE ON SCHEMA public TO {app};\n\
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app};\n\
@@ -339,8 +355,9 @@ pub fn drop_roles(t: &Tenant, server: &Server) -> Result<Vec<String>, Error> {
     let mut dropped = Vec::new();
     for (kind, role) in [
         ("application", application_role(t)),
-        ("owner", t.owner_role.as_str()),
+        ("owner", t.owner_role.clone()),
     ] {
+        let role = role.as_str();
         let rows = remote::query(
             &server.maintenance(),
             "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1 \

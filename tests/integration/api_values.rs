@@ -36,6 +36,7 @@ fn lifecycle_api_returns_exact_values() {
         "database": "tenant_it_api_a",
         "server": "local",
         "connector_type": "postgres",
+        "schema": "public",
         "roles": {"application": "tenant_it_api_a", "owner": "owner_it_api_a"},
         "limits": {"statement_timeout_ms": 30000, "connection_limit": 20, "temp_file_limit_kb": 1048576},
         "lifecycle": "provisioning",
@@ -95,7 +96,7 @@ fn lifecycle_api_returns_exact_values() {
             "tenant_id": "it_api_b", "name": "Beta", "slug": "it-api-b", "status": "active",
             "contact_email": null, "contact_name": null, "settings": {},
             "database": "tenant_it_api_b", "server": "local", "lifecycle": "provisioning",
-            "snapshot_version": 0, "supabase": null, "connector_type": "postgres",
+            "snapshot_version": 0, "supabase": null, "connector_type": "postgres", "schema": "public",
             "roles": {"application": "tenant_it_api_b", "owner": "owner_it_api_b"},
             "limits": {"statement_timeout_ms": 30000, "connection_limit": 20, "temp_file_limit_kb": 1048576}
         })

@@ -497,7 +497,6 @@ fn unsupported_connector_types() {
     let mut c = admin_db("messiah_it_rt_conn");
     for (kind, detail) in [
         ("mongodb", "No MongoDB connector exists"),
-        ("supabase", "not supported yet"),
         ("mysql", "The connector types are postgres"),
     ] {
         let e = fails(

@@ -250,7 +250,10 @@ pub fn place(name: Option<&str>) -> Result<Server, Error> {
 /// most 64 KiB; `unknown_custom_fields`: reject | strip | allow), `config` (JSON object:
 /// supabase_project_id, supabase_url, anon_key, service_key required, at most 4 KiB each;
 /// region default us-east-1; plan free|pro|team|enterprise; is_active), `server` (a registered
-/// server's name; NULL: the placement policy).
+/// server's name; NULL: the placement policy), `connector_type` (`postgres`: a database
+/// provisioned on the server; `supabase`: schema `tenant_<id>` in the existing database of a
+/// Supabase project registered as `server`, which must be given, as must `config`; see
+/// `tenants::supabase`).
 ///
 /// Returns the tenant as jsonb (`messiah.tenant_json`). The database exists once the calling
 /// transaction commits; a transaction that rolls back (or whose COMMIT fails) leaves neither
@@ -258,7 +261,8 @@ pub fn place(name: Option<&str>) -> Result<Server, Error> {
 ///
 /// Errors: 22023 invalid argument; 54000 too large; 22004 null argument; 23505 tenant_id or
 /// slug taken; 55006 a tenant of that id is still being dropped; 42P04 the database already
-/// exists (left untouched); 42704/55000/53400 server; F0000 no key file for a config.
+/// exists (left untouched); 42704/55000/53400 server; F0000 no key file for a config; 0A000
+/// an unsupported connector type.
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]

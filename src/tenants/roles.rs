@@ -105,14 +105,9 @@ pub fn apply(t: &Tenant) -> Result<String, Error> {
     };
     remote::execute(&maint, &server_script(t, verifier.as_deref()))
         .map_err(|e| e.into_error(&context))?;
-    if t.status != "active" || verifier.is_none() {
-        remote::query(
-            &maint,
-            "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
-             WHERE usename OPERATOR(pg_catalog.=) $1",
-            &[Some(&app)],
-        )
-        .map_err(|e| e.into_error(&context))?;
+    let mut note = String::new();
+    if (t.status != "active" || verifier.is_none()) && !end_sessions(&maint, &app, &context)? {
+        note = "; its open sessions were not ended: the server's user is neither a superuser nor a member of pg_signal_backend".into();
     }
     let db = server.database(&t.database_name);
     if t.is_supabase() {
@@ -128,7 +123,7 @@ pub fn apply(t: &Tenant) -> Result<String, Error> {
         remote::close_database(server.id, &t.database_name);
     }
     Ok(format!(
-        "roles {} ({}) and {} applied",
+        "roles {} ({}) and {} applied{note}",
         app,
         match (t.status == "active", verifier.is_some()) {
             (true, true) => "login",
@@ -222,9 +217,18 @@ fn server_script(t: &Tenant, verifier: Option<&str>) -> String {
     );
     sql.push_str(&create("owner", &owner));
     sql.push_str(&create("application", &app));
+    // SUPERUSER, REPLICATION and BYPASSRLS only a superuser may set or clear; a server
+    // reached as a CREATEROLE role (a Supabase project's `postgres`) creates roles without
+    // them and cannot give them
     sql.push_str(&format!(
-        "ALTER ROLE {app} WITH {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
-         CONNECTION LIMIT {} PASSWORD {};\n",
+        "DO $$BEGIN IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r \
+                        WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN \
+           ALTER ROLE {app} NOSUPERUSER NOREPLICATION NOBYPASSRLS; \
+           ALTER ROLE {owner} NOSUPERUSER NOREPLICATION NOBYPASSRLS; \
+         END IF; END$$;\n"
+    ));
+    sql.push_str(&format!(
+        "ALTER ROLE {app} WITH {} NOCREATEDB NOCREATEROLE CONNECTION LIMIT {} PASSWORD {};\n",
         if t.status == "active" && verifier.is_some() {
             "LOGIN"
         } else {
@@ -254,7 +258,10 @@ fn server_script(t: &Tenant, verifier: Option<&str>) -> String {
         "statement_timeout",
         t.limits.statement_timeout_ms.map(|ms| format!("{ms}ms")),
     ));
-    sql.push_str(&setting(
+    // temp_file_limit is superuser-only (PGC_SUSET): set when this connection may set it (a
+    // superuser, or GRANT SET ON PARAMETER temp_file_limit, Postgres 15); otherwise it stays
+    // the server's (a CREATEROLE role cannot give it: README "Connector types")
+    let temp = setting(
         "temp_file_limit",
         t.limits.temp_file_limit_kb.map(|kb| {
             if kb < 0 {
@@ -263,6 +270,14 @@ fn server_script(t: &Tenant, verifier: Option<&str>) -> String {
                 format!("{kb}kB")
             }
         }),
+    );
+    sql.push_str(&format!(
+        "DO $$BEGIN IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r \
+                        WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) \
+                    OR pg_catalog.has_parameter_privilege('temp_file_limit', 'SET') THEN \
+           EXECUTE {}; \
+         END IF; END$$;\n",
+        quote_literal(temp.trim_end().trim_end_matches(';'))
     ));
     sql.push_str(&format!(
         "GRANT {} TO {app};\nGRANT CONNECT ON DATABASE {} TO {app};\n",
@@ -336,16 +351,34 @@ pub fn lock_out(tenant_id: &str, role: &str, server: &Server) -> Result<String, 
         &format!("ALTER ROLE {} NOLOGIN", quote_ident(role)),
     )
     .map_err(|e| e.into_error(&context))?;
+    end_sessions(&server.maintenance(), role, &context)?;
+    Ok(format!(
+        "role {role} locked out (the tenant is gone, its database kept)"
+    ))
+}
+
+/// Ends the sessions of `role` on the server of `maint`, when the server's user may (a
+/// superuser, or a member of `pg_signal_backend`, as a Supabase project's `postgres` may be);
+/// false when it may not (nothing is ended: the role's NOLOGIN still keeps new sessions out).
+fn end_sessions(maint: &remote::Endpoint, role: &str, context: &str) -> Result<bool, Error> {
+    let allowed = remote::query(
+        maint,
+        "SELECT (r.rolsuper OR pg_catalog.pg_has_role('pg_signal_backend', 'MEMBER'))::pg_catalog.text \
+         FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER",
+        &[],
+    )
+    .map_err(|e| e.into_error(context))?;
+    if allowed.scalar() != Some("true") {
+        return Ok(false);
+    }
     remote::query(
-        &server.maintenance(),
+        maint,
         "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
          WHERE usename OPERATOR(pg_catalog.=) $1",
         &[Some(role)],
     )
-    .map_err(|e| e.into_error(&context))?;
-    Ok(format!(
-        "role {role} locked out (the tenant is gone, its database kept)"
-    ))
+    .map_err(|e| e.into_error(context))?;
+    Ok(true)
 }
 
 /// Drops the tenant's roles on `server` once its database is gone (the drop action), each

@@ -14,6 +14,11 @@ const PORT: u16 = 28820;
 /// What a Supabase project's database has that matters here (its roles, its default
 /// privileges on `public`, a table of the project's own with rows).
 const PROJECT: &str = "
+-- messiah connects as the project's admin role, which is not a superuser (as a project's
+-- `postgres` is not): it creates roles, and may end other roles' sessions
+CREATE ROLE project_admin LOGIN CREATEROLE CREATEDB;
+GRANT pg_signal_backend TO project_admin;
+GRANT CREATE ON DATABASE postgres TO project_admin;
 CREATE ROLE anon NOLOGIN NOINHERIT;
 CREATE ROLE authenticated NOLOGIN NOINHERIT;
 CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS;
@@ -24,14 +29,14 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authentic
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role;
 -- wider than Supabase's own: every new table of any schema, for the role messiah connects as
-ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO anon, authenticated;
+ALTER DEFAULT PRIVILEGES FOR ROLE project_admin GRANT ALL ON TABLES TO anon, authenticated;
 CREATE TABLE public.todos (id bigserial PRIMARY KEY, title text NOT NULL);
 INSERT INTO public.todos (title) VALUES ('write the launch post'), ('ship');
 ";
 
 /// A Supabase project's pg_hba: password logins for everyone (the superuser over the socket
 /// by trust, as the test's other clusters).
-const PROJECT_HBA: &str = "local all postgres trust\nlocal all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n";
+const PROJECT_HBA: &str = "local all postgres trust\nlocal all project_admin trust\nlocal all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n";
 
 fn project() -> OtherCluster {
     let p = OtherCluster::start(DIR, PORT, None, "");
@@ -67,8 +72,7 @@ fn a_supabase_tenant_lives_in_its_own_schema_of_the_project() {
     let before = todos(&p);
     let mut c = admin_db("messiah_it_supabase");
     c.batch_execute(&format!(
-        "SELECT messiah_add_server('supa', '{} dbname=postgres')",
-        p.conninfo()
+        "SELECT messiah_add_server('supa', 'host={DIR} port={PORT} user=project_admin dbname=postgres')"
     ))
     .unwrap();
     let config = r#"{"supabase_project_id": "p1", "supabase_url": "https://p1.supabase.co", "anon_key": "anon_x", "service_key": "sk_x"}"#;
@@ -223,6 +227,91 @@ fn a_supabase_tenant_lives_in_its_own_schema_of_the_project() {
         .get(0);
     assert_eq!(grants, 0);
     assert_eq!(todos(&p), before);
+
+    // a second tenant in the same project: neither reaches the other's schema
+    let config_b = config.replace("p1", "p2");
+    json(
+        &mut c,
+        &format!("messiah_create_tenant('it_sb_b', 'SB b', 'it-sb-b', server => 'supa', config => '{config_b}', connector_type => 'supabase')"),
+    );
+    settle(&mut c);
+    json(
+        &mut c,
+        "messiah_tenant_insert('it_sb_b', 'clients', '{\"name\": \"Bea\"}')",
+    );
+    let e = fails(
+        &mut c,
+        "SELECT * FROM messiah_tenant_query('it_sb', 'SELECT * FROM tenant_it_sb_b.clients')",
+    );
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    let e = fails(
+        &mut c,
+        "SELECT * FROM messiah_tenant_query('it_sb_b', 'SELECT * FROM tenant_it_sb.clients')",
+    );
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    drop_tenant(&mut c, "it_sb_b");
+
+    // suspended means suspended here too: refused before any connection, the role NOLOGIN
+    // (the project's admin role may end its sessions: pg_signal_backend)
+    c.batch_execute("SELECT messiah_set_tenant_status('it_sb', 'suspended')")
+        .unwrap();
+    settle(&mut c);
+    let e = fails(
+        &mut c,
+        "SELECT * FROM messiah_tenant_query('it_sb', 'SELECT 1')",
+    );
+    assert_eq!(sqlstate(&e), "55000");
+    let login: bool = pg
+        .query_one(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'tenant_it_sb'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!login);
+    c.batch_execute("SELECT messiah_set_tenant_status('it_sb', 'active')")
+        .unwrap();
+    settle(&mut c);
+    assert_eq!(
+        rows(
+            &mut c,
+            "SELECT r::text FROM messiah_tenant_query('it_sb', 'SELECT count(*) AS n FROM clients') r",
+            &[]
+        ),
+        vec![json!({"n": 1})]
+    );
+
+    // a schema of a tenant's name that the project already has is not taken over
+    pg.batch_execute("CREATE SCHEMA tenant_it_sb_x; CREATE TABLE tenant_it_sb_x.mine (v int); INSERT INTO tenant_it_sb_x.mine VALUES (7)")
+        .unwrap();
+    let config_x = config.replace("p1", "p3");
+    json(
+        &mut c,
+        &format!("messiah_create_tenant('it_sb_x', 'SB x', 'it-sb-x', server => 'supa', config => '{config_x}', connector_type => 'supabase')"),
+    );
+    // the executor or this session tries it; either way it fails and stays queued
+    let mut last = String::new();
+    assert!(
+        wait_until(20, || {
+            c.batch_execute("SELECT messiah_run_pending()").unwrap();
+            last = c
+                .query_one(
+                    "SELECT coalesce(string_agg(action, ' | '), '') FROM messiah_reconcile() \
+                     WHERE kind = 'pending_action' AND tenant_id = 'it_sb_x'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            last.contains("schema tenant_it_sb_x exists and is not tenant it_sb_x's")
+        }),
+        "{last}"
+    );
+    drop_tenant(&mut c, "it_sb_x");
+    let mine: i32 = pg
+        .query_one("SELECT v FROM tenant_it_sb_x.mine", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(mine, 7);
 
     // keeping the database is not for a project's database; dropping drops the schema only
     let e = fails(

@@ -15,6 +15,9 @@
 #     the same statement over a named dblink connection and over a direct session into the
 #     tenant database (pgbench -r per-statement latency, ROUTE_ROUNDS interleaved rounds of
 #     ROUTE_SECONDS each, medians).
+#  6. The catalog cache: the routed statement with messiah.catalog_cache off and on.
+#  7. Health: messiah_health() over BENCH_HEALTH_TENANTS (1000) tenants on two servers, then
+#     with the second server stopped.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${BENCH_TENANTS:-100}
@@ -266,8 +269,55 @@ printf "%-58s %9.3f %10.2fx\n" "direct session into the tenant database (baselin
 printf "%-58s %9.3f %10.2fx\n" "dblink, named connection, from the admin database" "$b" "$(echo "$b / $d" | bc -l)"
 printf "%-58s %9.3f %10.2fx\n" "messiah_tenant_query (as the tenant's role, pooled)" "$m" "$(echo "$m / $d" | bc -l)"
 printf "messiah_tenant_query - dblink: %+.3f ms per call (target: at most +0.1)\n" "$(echo "$m - $b" | bc -l)"
+
+echo
+echo "== catalog cache: the routed statement with messiah.catalog_cache off and on (median of $R rounds of $S s) =="
+printf 'SET messiah.catalog_cache = off;\nSELECT * FROM messiah_tenant_query('"'"'bench_warm'"'"', '"'"'%s'"'"');\n' "$QSTMT" >"$tmp/uncached.sql"
+printf 'SET messiah.catalog_cache = on;\nSELECT * FROM messiah_tenant_query('"'"'bench_warm'"'"', '"'"'%s'"'"');\n' "$QSTMT" >"$tmp/cached.sql"
+for r in $(seq 1 "$R"); do
+    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/uncached.sql" >"$tmp/out" 2>&1
+    lat "$tmp/out" "messiah_tenant_query" >>"$tmp/uncached.t"
+    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/cached.sql" >"$tmp/out" 2>&1
+    lat "$tmp/out" "messiah_tenant_query" >>"$tmp/cached.t"
+done
+u=$(med uncached) k=$(med cached)
+printf "%-58s %9s %11s\n" "" "ms/call" "ratio"
+printf "%-58s %9.3f %10.2fx\n" "catalog read on every call (catalog_cache off, baseline)" "$u" 1
+printf "%-58s %9.3f %10.2fx\n" "catalog cache (on, the default)" "$k" "$(echo "$k / $u" | bc -l)"
+printf "messiah_tenant_query with the cache - dblink: %+.3f ms per call\n" "$(echo "$k - $b" | bc -l)"
+
+echo
+H=${BENCH_HEALTH_TENANTS:-1000}
+echo "== health: messiah_health() over $H tenants on two servers (password logins, max_connections 200 each) =="
+SECOND_DIR=/tmp/messiah-bench-second SECOND_PORT=28827
+MESSIAH_CLUSTER_DIR=$SECOND_DIR MESSIAH_PORT=$SECOND_PORT MESSIAH_ADMIN_DB=none "$ROOT/scripts/cluster.sh" start --fresh >/dev/null
+psql_ -c "SELECT messiah_add_server('bench2', 'host=$SECOND_DIR port=$SECOND_PORT user=postgres')" >/dev/null
+have=$(psql_ -Atc "SELECT count(*) FROM messiah.tenants")
+need=$((H - have)); [ "$need" -lt 0 ] && need=0
+{
+    for i in $(seq 1 "$need"); do
+        srv=local; [ $((i % 2)) = 0 ] && srv=bench2
+        echo "SELECT 1 FROM messiah_create_tenant('bench_h_$i', 'Health $i', 'bench-h-$i', server => '$srv');"
+    done
+} | psql_ >/dev/null
+psql_ -c "SELECT messiah_run_pending(wait_ms => 900000)" >/dev/null
+echo "$(psql_ -Atc "SELECT count(*) FROM messiah.tenants") tenants: $(psql_ -Atc "SELECT count(*) FROM messiah.tenants WHERE server_id = (SELECT id FROM messiah.servers WHERE name = 'bench2')") on the second server"
+health_run() {
+    local t0 t1 out
+    t0=$(date +%s%N)
+    out=$(psql_ -Atc "SELECT status || ' ' || count(*) FROM messiah_health() WHERE kind = 'tenant' GROUP BY status ORDER BY status" | tr '\n' ',')
+    t1=$(date +%s%N)
+    echo "$(( (t1 - t0) / 1000000 )) ms ($out)"
+}
+for r in 1 2 3; do echo "both servers up, run $r: $(health_run)"; done
+MESSIAH_CLUSTER_DIR=$SECOND_DIR MESSIAH_PORT=$SECOND_PORT "$ROOT/scripts/cluster.sh" stop >/dev/null
+echo "second server stopped (health_timeout $(psql_ -Atc "SHOW messiah.health_timeout")): $(health_run)"
+MESSIAH_CLUSTER_DIR=$SECOND_DIR MESSIAH_PORT=$SECOND_PORT MESSIAH_ADMIN_DB=none "$ROOT/scripts/cluster.sh" start >/dev/null
 rm -rf "$tmp"
 # the bench's tenants go, so that the cluster is left as `make cluster` gives it
 psql_ -c "SELECT count(messiah_drop_tenant(tenant_id)) FROM messiah.tenants WHERE tenant_id LIKE 'bench\_%'" >/dev/null
-psql_ -c "SELECT messiah_run_pending(wait_ms => 60000)" >/dev/null
+psql_ -c "SELECT messiah_run_pending(wait_ms => 300000)" >/dev/null
+psql_ -c "SELECT messiah_drop_server('bench2')" >/dev/null
+MESSIAH_CLUSTER_DIR=$SECOND_DIR MESSIAH_PORT=$SECOND_PORT "$ROOT/scripts/cluster.sh" stop >/dev/null
+rm -rf "$SECOND_DIR"
 psql_ -c "DROP EXTENSION IF EXISTS dblink" >/dev/null

@@ -37,6 +37,24 @@ SELECT pg_catalog.pg_extension_config_dump('messiah.snapshot_version_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.servers', 'WHERE name <> ''local''');
 SELECT pg_catalog.pg_extension_config_dump('messiah.servers_id_seq', '');
 
+-- The per-backend catalog cache (src/cache/catalog.rs) is emptied in every session when a
+-- statement that wrote one of these tables commits: a relcache invalidation, sent by
+-- Postgres at COMMIT and never at abort.
+CREATE FUNCTION messiah.catalog_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'messiah_catalog_changed';
+COMMENT ON FUNCTION messiah.catalog_changed() IS
+$$Statement-level trigger on the catalog tables the per-backend catalog cache reads: registers a relcache invalidation of messiah.tenants, which Postgres delivers to every session when the transaction commits (never when it aborts); each session then empties its cache. src/cache/catalog.rs.$$;
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON messiah.tenants
+    FOR EACH STATEMENT EXECUTE FUNCTION messiah.catalog_changed();
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON messiah.servers
+    FOR EACH STATEMENT EXECUTE FUNCTION messiah.catalog_changed();
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON messiah.installation
+    FOR EACH STATEMENT EXECUTE FUNCTION messiah.catalog_changed();
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON messiah.outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION messiah.catalog_changed();
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON messiah.extension_field_definitions
+    FOR EACH STATEMENT EXECUTE FUNCTION messiah.catalog_changed();
+
 -- DROP EXTENSION messiah (or DROP SCHEMA messiah) while tenants exist is refused
 -- (src/security/ddl_guard.rs): it would orphan every tenant database.
 CREATE FUNCTION messiah.ddl_guard() RETURNS event_trigger
@@ -79,6 +97,10 @@ COMMENT ON FUNCTION @extschema@.messiah_tenant_update(text, text, jsonb, jsonb) 
 $$Updates the rows of <table_name> of the tenant's schema matching match (jsonb object: column = value, AND; a null matches nothing) with data as the tenant's application role: base columns set, custom_fields (and top-level defined fields) merged by JSON Merge Patch (RFC 7396), validated by the tenant's trigger (a supabase tenant, which has none: the matching rows are locked, merged and validated by messiah, then written, in one remote transaction); returns the updated rows. Errors: 22023 empty match or nothing to update, 23514, 42P01, 42703, 55000/54000/57014. Source: original design "Connectors" (update).$$;
 COMMENT ON FUNCTION @extschema@.messiah_tenant_delete(text, text, jsonb) IS
 $$Deletes the rows of <table_name> of the tenant's schema matching match (as messiah_tenant_update) as the tenant's application role; returns the count. Errors: 22023 empty match, 42P01, 42703, 55000/57014. Source: original design "Connectors" (delete).$$;
+COMMENT ON FUNCTION @extschema@.messiah_health() IS
+$$Checks the admin database, every registered server and every active tenant; one row each: name, kind (admin|server|tenant), status (healthy|unhealthy|unknown = not checked: suspended/inactive tenant, offline server, no key file), message, latency_ms (the check, connect included), checked_at. A tenant is healthy when its application role logs in and runs SELECT 1 and (provisioned databases) its catalog copy is at the catalog's version. Concurrent, at most messiah.health_concurrency connections at once, each bounded by messiah.health_timeout ms; the tenants of a server that does not answer are unhealthy without a connection each. Unreachable things are rows, not errors. Source: original design "Health".$$;
+COMMENT ON FUNCTION @extschema@.messiah_tenant_health(text) IS
+$$messiah_health() for one tenant: rows for the admin database, the tenant's server and the tenant. Errors: 22023 invalid tenant_id, 42704 no such tenant.$$;
 COMMENT ON FUNCTION @extschema@.messiah_tenant_disconnect(text) IS
 $$Closes this backend's connections into the tenant's database, or all of messiah's connections in this backend when tenant_id is null; returns how many. Errors: 22023, 42704. Source: original design "Connectors" (close).$$;
 COMMENT ON FUNCTION @extschema@.messiah_set_supabase_config(text, jsonb) IS

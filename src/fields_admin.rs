@@ -40,17 +40,23 @@ fn entity(entity_table: &str) {
     }
 }
 
-/// The tenant's definitions as the calling transaction sees them, compiled.
-fn compiled(tenant_id: &TenantId) -> CompiledSnapshot {
+/// The tenant's definitions as the calling transaction sees them, compiled (from the catalog
+/// cache, which holds exactly that: see `cache::catalog`).
+fn compiled(tenant_id: &TenantId) -> std::rc::Rc<CompiledSnapshot> {
+    if let Some(s) = crate::cache::catalog::snapshot(tenant_id.as_str()) {
+        return s;
+    }
     let snap = catalog::snapshot_json(tenant_id.as_str());
-    fields::compile_snapshot(&snap).unwrap_or_else(|e| {
-        raise(
-            Code::ERRCODE_DATA_CORRUPTED,
-            format!("the field definitions of tenant \"{tenant_id}\" do not compile: {e}"),
-            None,
-            None,
-        )
-    })
+    fields::compile_snapshot(&snap)
+        .map(std::rc::Rc::new)
+        .unwrap_or_else(|e| {
+            raise(
+                Code::ERRCODE_DATA_CORRUPTED,
+                format!("the field definitions of tenant \"{tenant_id}\" do not compile: {e}"),
+                None,
+                None,
+            )
+        })
 }
 
 /// Creates or updates (and reactivates) a field definition; returns it as jsonb.

@@ -40,6 +40,16 @@ pub static ROUTE_MAX_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 /// as past `route_max_rows`.
 pub static ROUTE_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 << 20);
 
+/// `messiah.catalog_cache`: whether routed calls use the per-backend catalog cache
+/// (`cache::catalog`); off reads the catalog on every call (for comparison and diagnosis).
+pub static CATALOG_CACHE: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// `messiah.health_concurrency`: connections `messiah_health()` opens at once at most.
+pub static HEALTH_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(32);
+
+/// `messiah.health_timeout`: milliseconds one health check (connect and `SELECT`) may take.
+pub static HEALTH_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
+
 /// `messiah.key_file`: path of the file holding the secret keys (see `secrets`).
 /// Superuser-only (PGC_SUSET and hidden from other roles): set it in postgresql.conf, or per
 /// database with ALTER DATABASE ... SET as a superuser.
@@ -165,6 +175,30 @@ pub fn register() {
         (1024, i32::MAX),
         GucContext::Suset,
         false,
+    );
+    GucRegistry::define_bool_guc(
+        c"messiah.catalog_cache",
+        c"Whether routed calls keep catalog lookups per backend (invalidated at every catalog change's COMMIT); off reads the catalog on every call.",
+        c"",
+        &CATALOG_CACHE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    int(
+        c"messiah.health_concurrency",
+        c"Connections messiah_health() opens at once at most (each one of the backend's file descriptors).",
+        &HEALTH_CONCURRENCY,
+        (1, 1000),
+        GucContext::Suset,
+        false,
+    );
+    int(
+        c"messiah.health_timeout",
+        c"Milliseconds one health check (connect and one statement) may take before it counts as unhealthy.",
+        &HEALTH_TIMEOUT_MS,
+        (10, 600_000),
+        GucContext::Suset,
+        true,
     );
     GucRegistry::define_string_guc(
         c"messiah.key_file",

@@ -19,10 +19,12 @@ use pgrx::prelude::*;
 pub mod fields;
 pub mod ident;
 
+mod cache;
 mod err;
 mod fields_admin;
 mod guc;
 mod jsonarg;
+mod monitor;
 mod remote;
 mod routing;
 mod secrets;

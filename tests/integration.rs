@@ -8,6 +8,8 @@ mod common;
 mod api_values;
 #[path = "integration/attack.rs"]
 mod attack;
+#[path = "integration/cache.rs"]
+mod cache;
 #[path = "integration/concurrency.rs"]
 mod concurrency;
 #[path = "integration/endings.rs"]
@@ -18,6 +20,8 @@ mod faults;
 mod fields;
 #[path = "integration/hardening.rs"]
 mod hardening;
+#[path = "integration/health.rs"]
+mod health;
 #[path = "integration/lifecycle.rs"]
 mod lifecycle;
 #[path = "integration/privileged.rs"]

@@ -139,7 +139,7 @@ impl Drop for WaitSet {
 /// otherwise go to the server's stderr.
 unsafe extern "C" fn ignore_notice(_arg: *mut std::ffi::c_void, _res: *const pq::PGresult) {}
 
-fn cstring(s: &str) -> CString {
+pub(super) fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()
 }
 
@@ -853,15 +853,17 @@ impl ResultGuard {
     }
 }
 
+/// `struct pollfd` (poll(2)).
 #[repr(C)]
-struct PollFd {
-    fd: i32,
-    events: i16,
-    revents: i16,
+pub(super) struct PollFd {
+    pub fd: i32,
+    pub events: i16,
+    pub revents: i16,
 }
 
 extern "C" {
-    fn poll(fds: *mut PollFd, nfds: u64, timeout: i32) -> i32;
+    /// poll(2).
+    pub(super) fn poll(fds: *mut PollFd, nfds: u64, timeout: i32) -> i32;
 }
 
 fn libc_pollfd(fd: i32) -> PollFd {

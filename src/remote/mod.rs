@@ -14,6 +14,7 @@
 pub mod error;
 pub mod libpq;
 mod pool;
+pub mod probe;
 mod servers_api;
 
 pub use error::RemoteError;

@@ -43,11 +43,12 @@ struct Route {
 }
 
 /// Resolves `tenant_id` to a route. Errors: 22023 invalid id; 42704 no such tenant; 55000
-/// another installation's tenant, not ready, or not active (naming the status); 0A000 a
+/// another installation's tenant, not ready, not active (naming the status), or on a server
+/// marked `offline`; 0A000 a
 /// connector type that cannot be routed; F0000 no key file.
 fn route(tenant_id: Option<&str>) -> Result<Route, Error> {
     let id = tenant_id_arg(tenant_id);
-    let row = match Tenant::for_route(id.as_str()) {
+    let row = match crate::cache::catalog::route_row(id.as_str()) {
         Some(r) if r.tenant.lifecycle != "dropping" => r,
         _ => return Err(crate::tenants::catalog::not_found(id.as_str())),
     };
@@ -59,6 +60,16 @@ fn route(tenant_id: Option<&str>) -> Result<Route, Error> {
     if t.status != "active" {
         return Err(not_routable(&t, format!("is {}", t.status))
             .hint("messiah_set_tenant_status(tenant_id, 'active') restores access."));
+    }
+    if row.server.status == "offline" {
+        return Err(Error::new(
+            Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "server \"{}\" of tenant \"{}\" is offline: routed calls are refused",
+                row.server.name, t.tenant_id
+            ),
+        )
+        .hint("messiah_alter_server(name, '{\"status\": \"active\"}') brings it back."));
     }
     if t.connector_type != "postgres" && !t.is_supabase() {
         return Err(Error::new(
@@ -185,13 +196,13 @@ impl Route {
         }
     }
 
-    /// The compiled definitions of `table` when it is an entity table of the tenant.
-    fn entity(&self, table: &str) -> Option<fields::CompiledSnapshot> {
+    /// The compiled definitions of `table` when it is an entity table of the tenant (from the
+    /// catalog cache).
+    fn entity(&self, table: &str) -> Option<std::rc::Rc<fields::CompiledSnapshot>> {
         if !fields::ENTITY_TABLES.contains(&table) {
             return None;
         }
-        let snap = crate::tenants::catalog::snapshot_json(&self.tenant.tenant_id);
-        fields::compile_snapshot(&snap).ok()
+        crate::cache::catalog::snapshot(&self.tenant.tenant_id)
     }
 }
 

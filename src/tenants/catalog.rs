@@ -130,6 +130,18 @@ impl Tenant {
         })
     }
 
+    /// Every `ready` row, ordered by tenant_id (health checks).
+    pub fn all_ready() -> Vec<Tenant> {
+        crate::spi::text_rows(
+            &format!("SELECT {COLUMNS} FROM messiah.tenants WHERE lifecycle = 'ready' ORDER BY tenant_id"),
+            &[],
+            NCOLUMNS,
+        )
+        .into_iter()
+        .map(from_row)
+        .collect()
+    }
+
     /// The row with primary key `row_id`.
     pub fn by_row_id(row_id: &str) -> Option<Tenant> {
         crate::spi::text_rows(

@@ -43,6 +43,7 @@ fn rows(checks: Vec<health::Check>) -> TableIterator<'static, HealthRow> {
 /// `messiah.health_concurrency` connections at once, each bounded by `messiah.health_timeout`
 /// (ms); the tenants of a server that does not answer are unhealthy without a check each.
 /// Never raises for an unreachable server or tenant: that is a row.
+#[allow(clippy::type_complexity)]
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn messiah_health() -> TableIterator<
@@ -63,6 +64,7 @@ fn messiah_health() -> TableIterator<
 
 /// `messiah_health()` for one tenant: the admin database, the tenant's server and the tenant.
 /// Errors: 22023 invalid id; 42704 no such tenant.
+#[allow(clippy::type_complexity)]
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn messiah_tenant_health(

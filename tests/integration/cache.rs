@@ -71,6 +71,8 @@ fn a_warm_cache_sees_every_committed_change_and_no_rolled_back_one() {
         "SELECT messiah_define_field('{T}', 'clients', 'score', 'number', 'Score')"
     ))
     .unwrap();
+    // the tenant database's trigger validates too, from its copy, pushed after COMMIT
+    settle(&mut b);
     insert(&mut a, 5).unwrap();
     b.batch_execute(&format!(
         "BEGIN; SELECT messiah_define_field('{T}', 'clients', 'score', 'number', 'Score', \
@@ -86,8 +88,14 @@ fn a_warm_cache_sees_every_committed_change_and_no_rolled_back_one() {
          validation_rules => '{{\"min\": 10}}')"
     ))
     .unwrap();
+    // refused by messiah before sending (the cache has the committed definition), whether or
+    // not the copy has reached the tenant database yet
     let e = insert(&mut a, 5).unwrap_err();
     assert_eq!(sqlstate(&e), "23514", "{e}");
+    assert_eq!(
+        e.as_db_error().unwrap().hint(),
+        Some("The tenant's field definitions are listed by messiah_list_fields().")
+    );
     let applied: String = a
         .query_one(
             "SELECT messiah_apply_fields($1, 'clients', '{\"name\": \"x\", \"score\": 11}')::text",

@@ -39,10 +39,21 @@ pub enum RemoteError {
     NoFileDescriptor,
     /// A routed statement's result passed a cap (`messiah.route_max_rows` / `_bytes`).
     #[error("the result has more than {limit} {what}")]
-    Limit { what: &'static str, limit: u64 },
+    Limit {
+        what: &'static str,
+        limit: u64,
+        /// The command tag (`UPDATE 20000`) when the statement completed on the server before
+        /// the cancel reached it: a statement in its own transaction then committed.
+        completed: Option<String>,
+    },
     /// A routed statement ran past the tenant's statement timeout and was cancelled.
     #[error("canceling statement on server \"{server}\" due to the tenant's statement timeout ({ms} ms)")]
-    Timeout { server: String, ms: u128 },
+    Timeout {
+        server: String,
+        ms: u128,
+        /// As for [`RemoteError::Limit`].
+        completed: Option<String>,
+    },
 }
 
 impl RemoteError {
@@ -104,17 +115,38 @@ impl RemoteError {
             }
             e @ RemoteError::NoFileDescriptor => Error::new(Code::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED, e.to_string())
                 .hint("Lower messiah.max_remote_connections or raise max_files_per_process."),
-            e @ RemoteError::Limit { what, .. } => Error::new(Code::ERRCODE_PROGRAM_LIMIT_EXCEEDED, e.to_string())
-                .detail("The remote statement was cancelled; nothing was returned.")
+            RemoteError::Limit {
+                what,
+                ref completed,
+                ..
+            } => Error::new(Code::ERRCODE_PROGRAM_LIMIT_EXCEEDED, self.to_string())
+                .detail(outcome(completed))
                 .hint(if what == "rows" {
                     "Add a LIMIT, or raise messiah.route_max_rows."
                 } else {
                     "Select fewer or smaller columns, or raise messiah.route_max_bytes."
                 }),
-            e @ RemoteError::Timeout { .. } => Error::new(Code::ERRCODE_QUERY_CANCELED, e.to_string())
-                .hint("The tenant's statement_timeout is set by messiah_set_tenant_limits()."),
+            RemoteError::Timeout { ref completed, .. } => {
+                Error::new(Code::ERRCODE_QUERY_CANCELED, self.to_string())
+                    .detail(outcome(completed))
+                    .hint("The tenant's statement_timeout is set by messiah_set_tenant_limits().")
+            }
         };
         e.context(context)
+    }
+}
+
+/// What became of a statement stopped by a cap or the timeout: cancelled (nothing done), or
+/// completed before the cancel reached it (a statement in its own transaction committed).
+fn outcome(completed: &Option<String>) -> String {
+    match completed {
+        None => "The remote statement was cancelled: nothing was returned, and nothing it did was kept.".into(),
+        Some(tag) if tag.starts_with("SELECT") => format!(
+            "The statement had already completed on the server ({tag}) when it was stopped; its rows were not returned."
+        ),
+        Some(tag) => format!(
+            "The statement had already completed on the server ({tag}) when it was stopped: a routed statement commits on its own, so what it did stays. Its rows were not returned."
+        ),
     }
 }
 

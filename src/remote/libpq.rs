@@ -551,10 +551,7 @@ impl Conn {
     /// error replaces whatever the cancel produced.
     fn collect_with(&mut self, server: &str, caps: Option<&Caps>) -> Result<Rows, RemoteError> {
         let raw = self.raw.as_ptr();
-        let mut guard = CancelOnUnwind {
-            conn: raw,
-            armed: true,
-        };
+        let mut guard = CancelOnUnwind::new(raw);
         let deadline = caps.and_then(|c| c.timeout).map(|t| Instant::now() + t);
         let mut out = Rows::default();
         let mut bytes = 0u64;
@@ -571,6 +568,7 @@ impl Conn {
                     stopped = Some(RemoteError::Timeout {
                         server: server.into(),
                         ms,
+                        completed: None,
                     });
                     continue;
                 }
@@ -601,6 +599,22 @@ impl Conn {
                     }
                 }
                 pq::ExecStatusType::PGRES_SINGLE_TUPLE => {}
+                pq::ExecStatusType::PGRES_TUPLES_OK | pq::ExecStatusType::PGRES_COMMAND_OK
+                    if stopped.is_some() =>
+                {
+                    // the statement finished before the cancel reached it
+                    // SAFETY: res is live; PQcmdStatus returns a string owned by it.
+                    let tag = unsafe { CStr::from_ptr(pq::PQcmdStatus(res.0)) }
+                        .to_string_lossy()
+                        .into_owned();
+                    if let Some(
+                        RemoteError::Limit { completed, .. }
+                        | RemoteError::Timeout { completed, .. },
+                    ) = stopped.as_mut()
+                    {
+                        *completed = Some(tag);
+                    }
+                }
                 pq::ExecStatusType::PGRES_TUPLES_OK | pq::ExecStatusType::PGRES_COMMAND_OK => {
                     let last = res.rows();
                     if caps.is_none() {
@@ -732,11 +746,13 @@ impl Caps {
             Some(RemoteError::Limit {
                 what: "rows",
                 limit: self.max_rows,
+                completed: None,
             })
         } else if bytes > self.max_bytes {
             Some(RemoteError::Limit {
                 what: "bytes",
                 limit: self.max_bytes,
+                completed: None,
             })
         } else {
             None
@@ -772,19 +788,50 @@ impl Drop for Conn {
 
 /// Sends a cancel request for the statement in flight when dropped while armed (an interrupt
 /// or error unwound out of the wait), so `pg_cancel_backend` of a caller cancels the remote
-/// statement too.
+/// statement too. While it lives, the connection is also recorded for [`cancel_at_exit`]: a
+/// terminated caller (`pg_terminate_backend`, FATAL) leaves the process without unwinding,
+/// so no Drop runs then.
 struct CancelOnUnwind {
     conn: *mut pq::PGconn,
     armed: bool,
 }
 
+thread_local! {
+    /// The connection whose statement this backend is waiting for, if any.
+    static IN_FLIGHT: std::cell::Cell<*mut pq::PGconn> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+    static EXIT_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl CancelOnUnwind {
+    fn new(conn: *mut pq::PGconn) -> CancelOnUnwind {
+        if !EXIT_HOOK.with(|h| h.replace(true)) {
+            // SAFETY: registers a plain function, once per backend, to run at process exit.
+            unsafe { pg_sys::before_shmem_exit(Some(cancel_at_exit), pg_sys::Datum::from(0)) };
+        }
+        IN_FLIGHT.with(|f| f.set(conn));
+        CancelOnUnwind { conn, armed: true }
+    }
+}
+
 impl Drop for CancelOnUnwind {
     fn drop(&mut self) {
+        IN_FLIGHT.with(|f| f.set(std::ptr::null_mut()));
         if !self.armed {
             return;
         }
         // the Conn outlives this guard, so conn is live
         cancel(self.conn);
+    }
+}
+
+/// At process exit (`before_shmem_exit`): cancels the remote statement this backend was
+/// waiting for when it was terminated, so that it does not run on, holding the tenant's
+/// connection slot and its locks, after its caller is gone.
+unsafe extern "C-unwind" fn cancel_at_exit(_code: i32, _arg: pg_sys::Datum) {
+    let conn = IN_FLIGHT.with(|f| f.replace(std::ptr::null_mut()));
+    if !conn.is_null() {
+        // the connection is still open: nothing closes connections before this hook
+        cancel(conn);
     }
 }
 

@@ -19,7 +19,7 @@ mod servers_api;
 
 pub use error::RemoteError;
 pub use libpq::{Caps, Conn, Param, Rows};
-pub use pool::{close_all, close_database, close_server};
+pub use pool::{close_all, close_database, close_login, close_server};
 
 use crate::err::{Code, Error};
 use crate::ident::Conninfo;
@@ -142,6 +142,11 @@ pub struct Login {
     /// Changes when the role's settings change (limits, credential): pooled connections
     /// opened under other settings are not reused.
     pub generation: u64,
+    /// Sessions start read-only (`default_transaction_read_only`, set as a connection option,
+    /// which the role's own settings cannot override): a `supabase` tenant's free SQL cannot
+    /// write around the validation messiah does before sending; its writes run in explicit
+    /// `BEGIN READ WRITE` transactions.
+    pub read_only: bool,
 }
 
 impl std::fmt::Debug for Login {
@@ -183,6 +188,9 @@ impl Endpoint {
             options.push_str(" -c search_path=pg_catalog,pg_temp");
         }
         options.push_str(&format!(" -c idle_session_timeout={idle}"));
+        if self.login.as_ref().is_some_and(|l| l.read_only) {
+            options.push_str(" -c default_transaction_read_only=on");
+        }
         c.set("options", options.trim());
         let mut pairs = c.pairs();
         if let Some(login) = &self.login {

@@ -39,7 +39,9 @@ impl Key {
             database: ep.database.clone(),
             user: ep.login.as_ref().map(|l| l.user.clone()),
             credential: ep.login.as_ref().map_or(0, |l| {
-                crate::ident::fnv64(l.password.as_bytes()) ^ l.generation.rotate_left(1)
+                crate::ident::fnv64(l.password.as_bytes())
+                    ^ l.generation.rotate_left(1)
+                    ^ u64::from(l.read_only)
             }),
         }
     }
@@ -133,6 +135,14 @@ pub(super) fn with_conn<R>(
 /// database is dropped or renamed, and for `messiah_tenant_disconnect`).
 pub fn close_database(server_id: i64, database: &str) -> usize {
     close_where(|k| k.server_id == server_id && k.database == database)
+}
+
+/// Closes this backend's connections to `database` on server `server_id` logged in as
+/// `user` (a supabase tenant's, in a project database other tenants share).
+pub fn close_login(server_id: i64, database: &str, user: &str) -> usize {
+    close_where(|k| {
+        k.server_id == server_id && k.database == database && k.user.as_deref() == Some(user)
+    })
 }
 
 /// Closes every connection of this backend (`messiah_tenant_disconnect()`).

@@ -152,7 +152,20 @@ impl Route {
         kind: Statement,
     ) -> Result<Rows, remote::RemoteError> {
         let server = self.endpoint.server.name.clone();
+        let writable = self.tenant.is_supabase() && kind == Statement::Ours;
         remote::with_conn(&self.endpoint, |c| {
+            if writable {
+                // a supabase tenant's sessions are read-only: messiah's own (validated)
+                // writes run in a read-write transaction
+                let done = in_transaction(c, &self.caps, &server, |c| {
+                    c.query_capped(statement, params, &self.caps, &server)
+                        .map(Ok::<_, std::convert::Infallible>)
+                })?;
+                return Ok(match done {
+                    Ok(rows) => rows,
+                    Err(never) => match never {},
+                });
+            }
             let r = c.query_capped(statement, params, &self.caps, &server);
             if kind == Statement::Callers {
                 c.reset_later();
@@ -184,7 +197,12 @@ impl Route {
         };
         let limited = matches!(&e, remote::RemoteError::Refused { sqlstate, message, .. }
             if sqlstate == "53300" && message.contains("for role"));
+        let read_only = self.tenant.is_supabase()
+            && matches!(&e, remote::RemoteError::Server { sqlstate, .. } if sqlstate == "25006");
         let err = e.into_error(&self.context);
+        if read_only {
+            return err.hint("A supabase tenant's own SQL is read-only (its project has no trigger to validate writes): write with messiah_tenant_insert, _update or _delete, which validate before sending.");
+        }
         if limited {
             err.detail(format!(
                 "Tenant \"{}\" may have at most {} connection(s) open at once (its connection_limit).",
@@ -213,6 +231,19 @@ fn name_arg<'a>(what: &'static str, v: Option<&'a str>) -> &'a str {
         Error::from(sql::ArgError::EmptyName(what)).raise();
     }
     v
+}
+
+/// A jsonb argument that must not be NULL (22004, as every argument with a default).
+fn required_json(what: &'static str, v: Option<JsonbArg>) -> Value {
+    match v {
+        Some(j) => j.0,
+        None => Error::new(
+            Code::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("{what} must not be null"),
+        )
+        .hint("Omit it for its default, '[]'.")
+        .raise(),
+    }
 }
 
 /// A jsonb argument that must be an object.
@@ -256,7 +287,7 @@ fn messiah_tenant_query(
     params: default!(Option<JsonbArg>, "'[]'"),
 ) -> SetOfIterator<'static, JsonB> {
     let query = name_arg("query", query);
-    let params = sql::params(&params.map(|p| p.0).unwrap_or(Value::Array(vec![])))
+    let params = sql::params(&required_json("params", params))
         .map_err(Error::from)
         .or_raise();
     let r = route(tenant_id).or_raise();
@@ -290,8 +321,12 @@ fn messiah_tenant_insert(
     let r = route(tenant_id).or_raise();
     if let Some(snap) = r.entity(table) {
         if let Some(e) = snap.entity(table) {
+            let extra = set_aside(e, &mut record).or_raise();
             record = fields::apply_fields(e, &record)
                 .unwrap_or_else(|errors| violation(table, &errors).raise());
+            if let Value::Object(m) = &mut record {
+                m.extend(extra);
+            }
         }
     }
     let cols = match &record {
@@ -312,6 +347,41 @@ fn messiah_tenant_insert(
         .into_iter()
         .next()
         .unwrap_or(JsonB(Value::Null))
+}
+
+/// The top-level keys of a routed record for an entity table that are neither base columns,
+/// defined fields nor `custom_fields`, taken out of `record`: they go to the table as columns
+/// (an unknown one is the server's 42703 naming it), never into `custom_fields` (a typo of a
+/// column must not become a field, whatever the unknown-field policy). Also 22023 when a
+/// defined field is given both at the top level and inside `custom_fields` with different
+/// values.
+fn set_aside(e: &fields::CompiledEntity, record: &mut Value) -> Result<Map<String, Value>, Error> {
+    let Value::Object(m) = record else {
+        return Ok(Map::new());
+    };
+    let base = fields::base_columns(e.entity_table()).unwrap_or(&[]);
+    if let Some(Value::Object(inner)) = m.get("custom_fields") {
+        for (k, v) in m.iter() {
+            if e.field(k).is_some() && inner.get(k).is_some_and(|w| w != v) {
+                return Err(Error::new(
+                    Code::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("field \"{k}\" is given twice with different values, at the top level and in custom_fields"),
+                )
+                .hint("Give each field once."));
+            }
+        }
+    }
+    let extra: Vec<String> = m
+        .keys()
+        .filter(|k| {
+            k.as_str() != "custom_fields" && !base.contains(&k.as_str()) && e.field(k).is_none()
+        })
+        .cloned()
+        .collect();
+    Ok(extra
+        .into_iter()
+        .filter_map(|k| m.remove(&k).map(|v| (k, v)))
+        .collect())
 }
 
 /// 23514 for a routed record whose fields break their definitions.
@@ -408,10 +478,9 @@ fn update_validated(
         Value::Object(patch),
     );
     let server = r.endpoint.server.name.clone();
-    let outcome = r.attempt(|| {
+    r.attempt(|| {
         remote::with_conn(&r.endpoint, |c| {
-            c.query_capped("BEGIN", &[], &r.caps, &server)?;
-            let mut body = || -> Result<Result<Rows, Error>, remote::RemoteError> {
+            in_transaction(c, &r.caps, &server, |c| {
                 let locked =
                     c.query_capped(&lock, std::slice::from_ref(&conditions), &r.caps, &server)?;
                 let mut writes = Vec::with_capacity(locked.rows.len());
@@ -420,29 +489,50 @@ fn update_validated(
                     let stored: Value = cell(1)
                         .and_then(|t| serde_json::from_str(&t).ok())
                         .unwrap_or(Value::Null);
-                    let merged = match merge_checked(entity, &stored, &patch) {
-                        Ok(m) => m,
+                    match merge_checked(entity, &stored, &patch) {
+                        Ok(merged) => writes.push(
+                            serde_json::json!({"row_ctid": cell(0), "custom_fields": merged}),
+                        ),
                         Err(errors) => return Ok(Err(violation(table, &errors))),
-                    };
-                    writes.push(serde_json::json!({"row_ctid": cell(0), "custom_fields": merged}));
+                    }
                 }
                 let rows = [base.clone(), text(Value::Array(writes))];
                 c.query_capped(&write, &rows, &r.caps, &server).map(Ok)
-            };
-            let result = body();
-            let end = if matches!(result, Ok(Ok(_))) {
-                "COMMIT"
-            } else {
-                "ROLLBACK"
-            };
-            match (result, c.query_capped(end, &[], &r.caps, &server)) {
-                (Ok(Ok(rows)), Ok(_)) => Ok(Ok(rows)),
-                (Ok(Ok(_)), Err(e)) => Err(e),
-                (result, _) => result,
-            }
+            })
         })
-    })?;
-    outcome
+    })?
+}
+
+/// Runs `body` in a `BEGIN READ WRITE` ... `COMMIT` transaction on `c`, rolled back when
+/// `body` fails (a remote error) or refuses (`Ok(Err(_))`: nothing is written). A cap or
+/// timeout stopping a statement inside it rolls everything back, so its `completed` tag (which
+/// would say the write stayed) is dropped.
+fn in_transaction<T, E>(
+    c: &mut remote::Conn,
+    caps: &remote::Caps,
+    server: &str,
+    body: impl FnOnce(&mut remote::Conn) -> Result<Result<T, E>, remote::RemoteError>,
+) -> Result<Result<T, E>, remote::RemoteError> {
+    c.query_capped("BEGIN READ WRITE", &[], caps, server)?;
+    let result = body(c);
+    let end = if matches!(result, Ok(Ok(_))) {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    match (result, c.query_capped(end, &[], caps, server)) {
+        (Ok(Ok(v)), Ok(_)) => Ok(Ok(v)),
+        (Ok(Ok(_)), Err(e)) => Err(e),
+        (Err(mut e), _) => {
+            if let remote::RemoteError::Limit { completed, .. }
+            | remote::RemoteError::Timeout { completed, .. } = &mut e
+            {
+                *completed = None;
+            }
+            Err(e)
+        }
+        (result, _) => result,
+    }
 }
 
 /// `stored` merged with `patch` (JSON Merge Patch) and, for an entity table, validated as the
@@ -495,10 +585,13 @@ fn split_update(
         return (base, custom);
     };
     let given = data.contains_key("custom_fields");
-    let (base, custom, errors) = fields::split_record(e, &Value::Object(data));
+    let mut data = Value::Object(data);
+    let extra = set_aside(e, &mut data).or_raise();
+    let (mut base, custom, errors) = fields::split_record(e, &data);
     if !errors.is_empty() {
         violation(table, &errors).raise();
     }
+    base.extend(extra);
     let custom = (given || !custom.is_empty()).then_some(custom);
     (base, custom)
 }
@@ -543,5 +636,10 @@ fn messiah_tenant_disconnect(tenant_id: default!(Option<&str>, "NULL")) -> i64 {
     };
     let id = tenant_id_arg(Some(id));
     let t = Tenant::existing(id.as_str(), false).or_raise();
+    if t.is_supabase() {
+        // the project's database is shared with other tenants and maintenance connections
+        return remote::close_login(t.server_id, &t.database_name, &roles::application_role(&t))
+            as i64;
+    }
     remote::close_database(t.server_id, &t.database_name) as i64
 }

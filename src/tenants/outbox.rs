@@ -323,17 +323,52 @@ fn drop_supabase_schema(item: &Item, t: &Tenant, server: &Server) -> Result<Stri
     let db = server.database(&t.database_name);
     let context = t.describe(server);
     let app = super::roles::application_role(t);
+    let whose = crate::remote::query(
+        &db,
+        super::supabase::schema_owner_query(),
+        &[
+            Some(&t.schema_name),
+            Some(&super::supabase::marker(&t.tenant_id)),
+        ],
+    )
+    .map_err(|e| e.into_error(&context))?;
+    let schema = match whose.scalar() {
+        Some("ours") => {
+            crate::remote::execute(&db, &super::supabase::drop_script(&t.schema_name, &app))
+                .map_err(|e| {
+                    let e = e.into_error(&context);
+                    if e.code == Code::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST {
+                        e.hint("Objects of the project depend on the tenant's tables; messiah drops nothing outside the tenant's schema. Drop or change them, then messiah_run_pending().")
+                    } else {
+                        e
+                    }
+                })?;
+            format!("schema {} dropped", t.schema_name)
+        }
+        Some("foreign") => format!(
+            "schema {} left alone (not created by messiah)",
+            t.schema_name
+        ),
+        _ => format!("schema {} already gone", t.schema_name),
+    };
     crate::remote::execute(
         &db,
         &format!(
-            "{}REVOKE ALL ON DATABASE {} FROM {};\n",
-            super::supabase::drop_script(&t.tenant_id, &t.schema_name),
+            "DO $$BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) {}) THEN \
+               REVOKE ALL ON DATABASE {} FROM {}; END IF; END$$;\n",
+            crate::ident::quote_literal(&app),
             crate::ident::quote_ident(&t.database_name),
             crate::ident::quote_ident(&app)
         ),
     )
     .map_err(|e| e.into_error(&context))?;
-    let roles = super::roles::drop_roles(t, server)?;
+    let roles = super::roles::drop_roles(t, server).map_err(|e| {
+        if e.code == Code::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST {
+            e.hint("The project granted the tenant's roles rights or gave them objects (pg_shdepend lists them); revoke or reassign them, then messiah_run_pending().")
+        } else {
+            e
+        }
+    })?;
     crate::spi::run(
         "DELETE FROM messiah.tenants WHERE tenant_id = $1 AND lifecycle = 'dropping'",
         &[item.tenant_id.as_str().into()],
@@ -343,8 +378,7 @@ fn drop_supabase_schema(item: &Item, t: &Tenant, server: &Server) -> Result<Stri
         &[item.id.into()],
     );
     Ok(format!(
-        "schema {} dropped (database {} kept: it is the project's), roles {}",
-        t.schema_name,
+        "{schema} (database {} kept: it is the project's); roles {}",
         t.database_name,
         if roles.is_empty() {
             "none".to_string()

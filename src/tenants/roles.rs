@@ -74,6 +74,7 @@ pub fn login(t: &Tenant, installation: &str) -> Result<Login, Error> {
         user: application_role(t),
         password: password(t, key_id, installation)?,
         generation: crate::ident::fnv64(format!("{:?}", t.limits).as_bytes()),
+        read_only: t.is_supabase(),
     })
 }
 
@@ -87,6 +88,9 @@ pub fn apply(t: &Tenant) -> Result<String, Error> {
     let server = t.server()?;
     let context = t.describe(&server);
     refuse_foreign(t, &server)?;
+    if t.is_supabase() {
+        refuse_foreign_schema(t, &server)?;
+    }
     let maint = server.maintenance();
     let app = application_role(t);
     let verifier = match credential(t)? {
@@ -166,6 +170,35 @@ fn credential(t: &Tenant) -> Result<Option<String>, Error> {
         }
     };
     password(t, &key_id, &installation_id()).map(Some)
+}
+
+/// 42P06 when the project already has a schema of the supabase tenant's name that messiah did
+/// not create: checked before the roles are made, so that no login exists for a tenant whose
+/// tables cannot be set up.
+fn refuse_foreign_schema(t: &Tenant, server: &Server) -> Result<(), Error> {
+    let context = t.describe(server);
+    let rows = remote::query(
+        &server.database(&t.database_name),
+        super::supabase::schema_owner_query(),
+        &[
+            Some(&t.schema_name),
+            Some(&super::supabase::marker(&t.tenant_id)),
+        ],
+    )
+    .map_err(|e| e.into_error(&context))?;
+    if rows.scalar() == Some("foreign") {
+        return Err(Error::new(
+            Code::ERRCODE_DUPLICATE_SCHEMA,
+            format!(
+                "schema {} exists and is not tenant {}'s",
+                t.schema_name, t.tenant_id
+            ),
+        )
+        .detail("messiah marks the schemas it creates with a comment; this one has another.")
+        .hint("Rename or drop that schema, then messiah_run_pending().")
+        .context(context));
+    }
+    Ok(())
 }
 
 /// 42710 when a role of the tenant's names exists without this tenant's marker.

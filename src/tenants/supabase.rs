@@ -135,18 +135,40 @@ pub fn schema_script(tenant_id: &str, schema: &str, owner: &str, app: &str) -> S
     sql
 }
 
-/// Drops the tenant's schema and everything in it (never the database), if it is the
-/// tenant's (marker comment); a schema of that name without the marker is left alone.
-pub fn drop_script(tenant_id: &str, schema: &str) -> String {
+/// Whose the schema named `schema` is, on the project's side: the query's one value is
+/// `ours`, `foreign` (a schema of that name without the tenant's marker) or `absent`.
+pub fn schema_owner_query() -> &'static str {
+    "SELECT CASE WHEN n.oid IS NULL THEN 'absent' \
+                 WHEN pg_catalog.obj_description(n.oid, 'pg_namespace') OPERATOR(pg_catalog.=) $2 THEN 'ours' \
+                 ELSE 'foreign' END \
+     FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) $1"
+}
+
+/// Drops the tenant's schema (call only when it is the tenant's: [`schema_owner_query`]),
+/// never the database, and never anything outside the schema: the tables, then the trigger
+/// function, then the schema, each `RESTRICT`. A project object that depends on them (a view,
+/// a foreign key, a column of their row type, a function) makes the drop fail with 2BP01
+/// naming it, and the action stays queued until the project removes it. Then the
+/// application role's privileges granted by the project are revoked (`DROP OWNED`: the role
+/// owns nothing) when the connecting user may, so that the role can be dropped.
+pub fn drop_script(schema: &str, app: &str) -> String {
+    let s = quote_ident(schema);
+    let tables = TABLES
+        .iter()
+        .map(|t| format!("{s}.{}", quote_ident(t)))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "DO $$BEGIN\n\
-           IF EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) {name}\n\
-                      AND pg_catalog.obj_description(n.oid, 'pg_namespace') OPERATOR(pg_catalog.=) {mark}) THEN\n\
-             EXECUTE pg_catalog.format('DROP SCHEMA %I CASCADE', {name});\n\
-           END IF;\n\
-         END$$;\n",
-        name = quote_literal(schema),
-        mark = quote_literal(&marker(tenant_id)),
+        "BEGIN;\n\
+         DROP TABLE IF EXISTS {tables} RESTRICT;\n\
+         DROP FUNCTION IF EXISTS {s}.touch_updated_at() RESTRICT;\n\
+         DROP SCHEMA {s} RESTRICT;\n\
+         DO $$BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) {app_l})\n\
+                      AND pg_catalog.pg_has_role({app_l}, 'MEMBER') THEN\n\
+             EXECUTE pg_catalog.format('DROP OWNED BY %I', {app_l});\n\
+           END IF; END$$;\n\
+         COMMIT;\n",
+        app_l = quote_literal(app),
     )
 }
 

@@ -779,3 +779,119 @@ fn parameter_and_connection_limits() {
     drop(other);
     drop_tenant(&mut c, t);
 }
+
+/// Inputs found by a hostile review: a cap hit by a write that had already committed says so;
+/// a terminated caller's remote statement is cancelled; unknown top-level keys are columns
+/// (42703), never fields; a field given twice differently is 22023; NULL params is 22004.
+#[test]
+fn writes_stopped_by_a_cap_terminated_callers_and_unknown_keys() {
+    let t = "it_rt_rev";
+    let mut c = setup("rt_rev", &[t]);
+    query(
+        &mut c,
+        t,
+        "INSERT INTO clients (name, phone) SELECT 'bulk', 'p' FROM generate_series(1, 2000)",
+        json!([]),
+    )
+    .unwrap();
+    c.batch_execute("SET messiah.route_max_rows = 5").unwrap();
+    let e = fails(
+        &mut c,
+        &format!("SELECT count(*) FROM messiah_tenant_update('{t}', 'clients', '{{\"phone\": \"q\"}}', '{{\"phone\": \"p\"}}')"),
+    );
+    c.batch_execute("RESET messiah.route_max_rows").unwrap();
+    let d = e.as_db_error().unwrap();
+    assert_eq!(d.code().code(), "54000");
+    let changed = query(
+        &mut c,
+        t,
+        "SELECT count(*) AS n FROM clients WHERE phone = 'q'",
+        json!([]),
+    )
+    .unwrap()[0]["n"]
+        .clone();
+    let detail = d.detail().unwrap_or("");
+    if changed == json!(2000) {
+        assert!(
+            detail.contains("(UPDATE 2000)") && detail.contains("what it did stays"),
+            "{detail}"
+        );
+    } else {
+        assert_eq!(changed, json!(0));
+        assert!(detail.contains("nothing it did was kept"), "{detail}");
+    }
+
+    // the caller terminated mid-statement: the remote statement does not run on
+    let pid = std::sync::Arc::new(std::sync::Mutex::new(0i32));
+    let running = {
+        let pid = pid.clone();
+        std::thread::spawn(move || {
+            let mut c = connect_retry("messiah_it_rt_rev");
+            *pid.lock().unwrap() = backend_pid(&mut c);
+            let _ = query(&mut c, "it_rt_rev", "SELECT pg_sleep(20)", json!([]));
+        })
+    };
+    let mut watch = connect("postgres");
+    let sleeping = |w: &mut Client| -> bool {
+        w.query_one(
+            "SELECT count(*) > 0 FROM pg_stat_activity WHERE usename = 'tenant_it_rt_rev' \
+             AND query LIKE '%pg_sleep(20)%' AND state = 'active'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert!(wait_until(10, || sleeping(&mut watch)));
+    terminate(*pid.lock().unwrap());
+    running.join().unwrap();
+    assert!(
+        wait_until(5, || !sleeping(&mut watch)),
+        "the remote statement of a terminated caller kept running"
+    );
+
+    // unknown top-level keys are columns: 42703 naming them, whatever the policy
+    for policy in ["reject", "allow", "strip"] {
+        c.batch_execute(&format!(
+            "SELECT messiah_update_tenant('{t}', '{{\"settings\": {{\"unknown_custom_fields\": \"{policy}\"}}}}')"
+        ))
+        .unwrap();
+        let e = fails(
+            &mut c,
+            &format!("SELECT messiah_tenant_insert('{t}', 'clients', '{{\"name\": \"Typo\", \"emial\": \"a@b.c\"}}')"),
+        );
+        assert_eq!(
+            (sqlstate(&e), message(&e)),
+            (
+                "42703".into(),
+                "column \"emial\" of relation \"clients\" does not exist".into()
+            ),
+            "{policy}"
+        );
+    }
+    c.batch_execute(&format!(
+        "SELECT messiah_define_field('{t}', 'clients', 'country', 'text', 'Country')"
+    ))
+    .unwrap();
+    settle(&mut c);
+    let e = fails(
+        &mut c,
+        &format!("SELECT messiah_tenant_insert('{t}', 'clients', '{{\"name\": \"Twice\", \"country\": \"Brazil\", \"custom_fields\": {{\"country\": \"USA\"}}}}')"),
+    );
+    assert_eq!(
+        (sqlstate(&e), message(&e)),
+        (
+            "22023".into(),
+            "field \"country\" is given twice with different values, at the top level and in custom_fields".into()
+        )
+    );
+    let e = fails(
+        &mut c,
+        &format!("SELECT * FROM messiah_tenant_query('{t}', 'SELECT 1', NULL)"),
+    );
+    assert_eq!(
+        (sqlstate(&e), message(&e)),
+        ("22004".into(), "params must not be null".into())
+    );
+    drop(watch);
+    drop_tenant(&mut c, t);
+}

@@ -192,6 +192,18 @@ fn a_supabase_tenant_lives_in_its_own_schema_of_the_project() {
         now,
         vec![json!({"name": "Ana", "custom_fields": {"country": "Brazil", "tier": "gold"}})]
     );
+    // its own SQL is read-only: writes go through the validating calls
+    let e = fails(
+        &mut c,
+        "SELECT * FROM messiah_tenant_query('it_sb', 'UPDATE clients SET custom_fields = ''{\"country\": \"Mars\"}''')",
+    );
+    assert_eq!(sqlstate(&e), "25006", "{e}");
+    assert!(e
+        .as_db_error()
+        .unwrap()
+        .hint()
+        .unwrap_or("")
+        .contains("messiah_tenant_insert"));
     // the tenant role cannot read the project's tables
     let e = fails(
         &mut c,
@@ -312,6 +324,45 @@ fn a_supabase_tenant_lives_in_its_own_schema_of_the_project() {
         .unwrap()
         .get(0);
     assert_eq!(mine, 7);
+
+    // a project object that depends on the tenant's tables: the drop touches nothing outside
+    // the schema, so it waits (2BP01) until the project removes it
+    pg.batch_execute(
+        "CREATE VIEW public.sb_report AS SELECT count(*) AS n FROM tenant_it_sb.clients",
+    )
+    .unwrap();
+    c.batch_execute("SELECT messiah_drop_tenant('it_sb')")
+        .unwrap();
+    let mut last = String::new();
+    assert!(
+        wait_until(20, || {
+            c.batch_execute("SELECT messiah_run_pending()").unwrap();
+            last = c
+                .query_one(
+                    "SELECT coalesce(string_agg(action, ' | '), '') FROM messiah_reconcile() \
+                     WHERE kind = 'pending_action' AND tenant_id = 'it_sb'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            last.contains("depend")
+        }),
+        "{last}"
+    );
+    let view: i64 = pg
+        .query_one("SELECT n FROM public.sb_report", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(view, 1);
+    pg.batch_execute("DROP VIEW public.sb_report").unwrap();
+    settle(&mut c);
+    // (a dropped tenant cannot be dropped again with keep_database; checked on the next one)
+    let config_k = config.replace("p1", "p4");
+    json(
+        &mut c,
+        &format!("messiah_create_tenant('it_sb', 'SB', 'it-sb', server => 'supa', config => '{config_k}', connector_type => 'supabase')"),
+    );
+    settle(&mut c);
 
     // keeping the database is not for a project's database; dropping drops the schema only
     let e = fails(

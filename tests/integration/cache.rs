@@ -64,9 +64,9 @@ fn a_warm_cache_sees_every_committed_change_and_no_rolled_back_one() {
     a.batch_execute("ROLLBACK").unwrap();
     assert_eq!(routed(&mut a).unwrap(), 42);
 
-    // field definitions: an unknown field, then defined, then tightened (rolled back, then
+    // field definitions: not a field (a column clients lacks: 42703), then defined, then tightened (rolled back, then
     // committed); the insert path reads the compiled definitions from the cache
-    assert_eq!(sqlstate(&insert(&mut a, 5).unwrap_err()), "23514");
+    assert_eq!(sqlstate(&insert(&mut a, 5).unwrap_err()), "42703");
     b.batch_execute(&format!(
         "SELECT messiah_define_field('{T}', 'clients', 'score', 'number', 'Score')"
     ))
@@ -108,7 +108,7 @@ fn a_warm_cache_sees_every_committed_change_and_no_rolled_back_one() {
         "SELECT messiah_drop_field('{T}', 'clients', 'score')"
     ))
     .unwrap();
-    assert_eq!(sqlstate(&insert(&mut a, 5).unwrap_err()), "23514");
+    assert_eq!(sqlstate(&insert(&mut a, 5).unwrap_err()), "42703");
 
     // the server: marked offline, then active again
     b.batch_execute("SELECT messiah_alter_server('local', '{\"status\": \"offline\"}')")

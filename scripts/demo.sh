@@ -333,5 +333,12 @@ try:
 except ValueError:
     print(t)' | sed 's/^/  /'
 
+section "Health (messiah_health(): the admin database, each server, each tenant, concurrently)"
+q -c "SELECT kind, name, status, round(latency_ms::numeric, 1) AS ms, message FROM messiah_health()
+      WHERE kind <> 'tenant' OR name = ANY (string_to_array('${TENANTS[*]}', ' ')) ORDER BY kind, name"
+unhealthy=$(val -c "SELECT count(*) FROM messiah_health() WHERE kind = 'tenant'
+                    AND name = ANY (string_to_array('${TENANTS[*]}', ' ')) AND status <> 'healthy'")
+[ "$unhealthy" = 0 ] || die "$unhealthy of the demo's tenants are not healthy"
+
 section "Done"
 echo "tenants: ${TENANTS[*]} (psql -d tenant_<id>; drop with SELECT messiah_drop_tenant('<id>'))"

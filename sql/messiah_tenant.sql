@@ -23,6 +23,17 @@ REVOKE ALL ON messiah.field_snapshot FROM PUBLIC;
 COMMENT ON TABLE messiah.field_snapshot IS
   'Copy of this tenant''s catalog row and field definitions, version-stamped, naming the admin installation that manages it; written only by messiah.install_snapshot().';
 
+-- The copy's version, for health checks made as the tenant's application role (which has no
+-- right on the copy itself): one connection per tenant checks both that the role can log in
+-- and that the copy is current.
+CREATE FUNCTION messiah.field_snapshot_version() RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.version FROM messiah.field_snapshot s
+$$;
+REVOKE ALL ON FUNCTION messiah.field_snapshot_version() FROM PUBLIC;
+COMMENT ON FUNCTION messiah.field_snapshot_version() IS
+  'The version of this database''s catalog copy (NULL when none is installed); executable by the tenant''s application role, for messiah_health().';
+
 CREATE FUNCTION messiah.touch_updated_at() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN

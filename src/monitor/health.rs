@@ -1,10 +1,11 @@
 //! Health checks (the original design's "Health", done for a fleet): the admin database,
 //! every registered server, every active tenant.
 //!
-//! A tenant is healthy when its application role can log in to its database and run
-//! `SELECT 1` (what a routed call needs), and, for a provisioned database, messiah's
-//! maintenance connection finds the catalog copy (`messiah.field_snapshot`) at the catalog's
-//! version (what its trigger enforces). All checks run concurrently (`remote::probe`), at most
+//! A tenant is healthy when its application role can log in to its database and run a
+//! statement (what a routed call needs), and, for a provisioned database, the catalog copy
+//! (`messiah.field_snapshot`, read through `messiah.field_snapshot_version()`, which the role
+//! may execute) is at the catalog's version (what its trigger enforces): one connection per
+//! tenant. All checks run concurrently (`remote::probe`), at most
 //! `messiah.health_concurrency` connections at once, each bounded by `messiah.health_timeout`.
 //! Servers are checked first: the tenants of a server that does not answer are reported
 //! unhealthy without a connection each, so a dead server costs one timeout, not one per tenant.
@@ -119,10 +120,10 @@ fn short_version(v: Option<&str>) -> String {
         .join(" ")
 }
 
-/// What is checked for one tenant: its login probe and, for a provisioned database, its
-/// catalog-copy probe (indices into the probe list), or a result decided without connecting.
+/// What is checked for one tenant: its probe (an index into the probe list), or a result
+/// decided without connecting.
 enum Plan {
-    Probe { login: usize, copy: Option<usize> },
+    Probe { login: usize },
     Decided(Check),
 }
 
@@ -145,7 +146,7 @@ fn tenant_checks(
         .zip(plans)
         .map(|(t, p)| match p {
             Plan::Decided(c) => c,
-            Plan::Probe { login, copy } => judge(t, &found[login], copy.map(|i| &found[i])),
+            Plan::Probe { login } => judge(t, &found[login]),
         })
         .collect()
 }
@@ -202,58 +203,49 @@ fn plan(
             ))
         }
     }
+    // one connection per tenant: as its application role, which may read the copy's version
+    // (messiah.field_snapshot_version(), granted to it) but not the copy
     probes.push(Probe {
         params: ep.params(),
-        sql: "SELECT 1".into(),
+        sql: if t.is_supabase() {
+            "SELECT NULL::pg_catalog.text".into()
+        } else {
+            "SELECT coalesce(messiah.field_snapshot_version()::pg_catalog.text, 'none')".into()
+        },
     });
-    let login = probes.len() - 1;
-    let copy = (!t.is_supabase()).then(|| {
-        probes.push(Probe {
-            params: server.database(&t.database_name).params(),
-            sql: "SELECT s.version::pg_catalog.text FROM messiah.field_snapshot s".into(),
-        });
-        probes.len() - 1
-    });
-    Plan::Probe { login, copy }
+    Plan::Probe {
+        login: probes.len() - 1,
+    }
 }
 
-fn judge(t: &Tenant, login: &Outcome, copy: Option<&Outcome>) -> Check {
-    let mut problems = Vec::new();
-    if !login.ok {
-        problems.push(format!(
-            "the application role cannot run SELECT 1: {}",
+fn judge(t: &Tenant, login: &Outcome) -> Check {
+    let want = t.snapshot_version.to_string();
+    let problem = if !login.ok {
+        Some(format!(
+            "the application role cannot log in and run a statement: {}",
             login.message
-        ));
-    }
-    if let Some(c) = copy {
-        let want = t.snapshot_version.to_string();
-        if !c.ok {
-            problems.push(format!("the catalog copy cannot be read: {}", c.message));
-        } else if c.value.as_deref() != Some(want.as_str()) {
-            problems.push(format!(
-                "the catalog copy is at version {}, the catalog at {want} (a push is pending or failed: messiah_reconcile() lists it)",
-                c.value.as_deref().unwrap_or("none")
-            ));
-        }
-    }
-    let elapsed = copy.map_or(login.elapsed, |c| c.elapsed.max(login.elapsed));
+        ))
+    } else if !t.is_supabase() && login.value.as_deref() != Some(want.as_str()) {
+        Some(format!(
+            "the catalog copy is at version {}, the catalog at {want} (a push is pending or failed: messiah_reconcile() lists it)",
+            login.value.as_deref().unwrap_or("none")
+        ))
+    } else {
+        None
+    };
     Check {
         name: t.tenant_id.clone(),
         kind: "tenant",
-        status: if problems.is_empty() {
+        status: if problem.is_none() {
             "healthy"
         } else {
             "unhealthy"
         },
-        message: if problems.is_empty() {
-            if t.is_supabase() {
-                "the application role logs in and reads its schema".into()
-            } else {
-                "the application role logs in; the catalog copy is current".into()
-            }
-        } else {
-            problems.join("; ")
+        message: match problem {
+            Some(p) => p,
+            None if t.is_supabase() => "the application role logs in and runs a statement".into(),
+            None => "the application role logs in; the catalog copy is current".into(),
         },
-        latency_ms: ms(elapsed),
+        latency_ms: ms(login.elapsed),
     }
 }

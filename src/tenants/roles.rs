@@ -330,7 +330,9 @@ fn grants_script(t: &Tenant) -> String {
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app};\n\
          GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app};\n\
          GRANT USAGE ON SCHEMA messiah TO {app};\n\
-         GRANT EXECUTE ON FUNCTION messiah.jsonb_merge_patch(jsonb, jsonb) TO {app};\n"
+         GRANT EXECUTE ON FUNCTION messiah.jsonb_merge_patch(jsonb, jsonb) TO {app};\n\
+         DO $$BEGIN IF pg_catalog.to_regprocedure('messiah.field_snapshot_version()') IS NOT NULL THEN \
+           GRANT EXECUTE ON FUNCTION messiah.field_snapshot_version() TO {app}; END IF; END$$;\n"
     )
 }
 

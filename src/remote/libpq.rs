@@ -139,6 +139,19 @@ impl Drop for WaitSet {
 /// otherwise go to the server's stderr.
 unsafe extern "C" fn ignore_notice(_arg: *mut std::ffi::c_void, _res: *const pq::PGresult) {}
 
+/// `PQconnectStartParams` with keyword/value `params` (never expanded as a conninfo): a
+/// connection being set up without blocking, or `None` when libpq is out of memory.
+pub(super) fn connect_start(params: &[(String, String)]) -> Option<NonNull<pq::PGconn>> {
+    let keys: Vec<CString> = params.iter().map(|(k, _)| cstring(k)).collect();
+    let values: Vec<CString> = params.iter().map(|(_, v)| cstring(v)).collect();
+    let mut kp: Vec<*const std::ffi::c_char> = keys.iter().map(|k| k.as_ptr()).collect();
+    let mut vp: Vec<*const std::ffi::c_char> = values.iter().map(|v| v.as_ptr()).collect();
+    kp.push(std::ptr::null());
+    vp.push(std::ptr::null());
+    // SAFETY: NULL-terminated arrays of C strings that outlive the call.
+    NonNull::new(unsafe { pq::PQconnectStartParams(kp.as_ptr(), vp.as_ptr(), 0) })
+}
+
 pub(super) fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()
 }
@@ -222,15 +235,7 @@ impl Conn {
         if !unsafe { pg_sys::AcquireExternalFD() } {
             return Err(RemoteError::NoFileDescriptor);
         }
-        let keys: Vec<CString> = params.iter().map(|(k, _)| cstring(k)).collect();
-        let values: Vec<CString> = params.iter().map(|(_, v)| cstring(v)).collect();
-        let mut kp: Vec<*const std::ffi::c_char> = keys.iter().map(|k| k.as_ptr()).collect();
-        let mut vp: Vec<*const std::ffi::c_char> = values.iter().map(|v| v.as_ptr()).collect();
-        kp.push(std::ptr::null());
-        vp.push(std::ptr::null());
-        // SAFETY: NULL-terminated arrays of C strings that outlive the call.
-        let raw = unsafe { pq::PQconnectStartParams(kp.as_ptr(), vp.as_ptr(), 0) };
-        let Some(raw) = NonNull::new(raw) else {
+        let Some(raw) = connect_start(params) else {
             // SAFETY: releases the descriptor acquired above.
             unsafe { pg_sys::ReleaseExternalFD() };
             return Err(RemoteError::Connect {

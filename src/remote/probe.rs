@@ -10,7 +10,7 @@
 //! backend's external file descriptors (`AcquireExternalFD`, as postgres_fdw does): when none
 //! is left, fewer probes run at once.
 
-use super::libpq::{cstring, poll, refusal_in, PollFd};
+use super::libpq::{connect_start, cstring, poll, refusal_in, PollFd};
 use pgrx::pg_sys;
 use pq_sys as pq;
 use std::ffi::CStr;
@@ -170,15 +170,7 @@ fn open(index: usize, probe: &Probe) -> Result<Active, Option<Outcome>> {
         return Err(None);
     }
     let started = Instant::now();
-    let keys: Vec<_> = probe.params.iter().map(|(k, _)| cstring(k)).collect();
-    let values: Vec<_> = probe.params.iter().map(|(_, v)| cstring(v)).collect();
-    let mut kp: Vec<*const std::ffi::c_char> = keys.iter().map(|k| k.as_ptr()).collect();
-    let mut vp: Vec<*const std::ffi::c_char> = values.iter().map(|v| v.as_ptr()).collect();
-    kp.push(std::ptr::null());
-    vp.push(std::ptr::null());
-    // SAFETY: NULL-terminated arrays of C strings that outlive the call.
-    let raw = unsafe { pq::PQconnectStartParams(kp.as_ptr(), vp.as_ptr(), 0) };
-    let Some(raw) = NonNull::new(raw) else {
+    let Some(raw) = connect_start(&probe.params) else {
         // SAFETY: releases the descriptor acquired above.
         unsafe { pg_sys::ReleaseExternalFD() };
         return Err(Some(Outcome {

@@ -143,6 +143,17 @@ fn conditions(match_columns: &[String]) -> String {
         .join(" AND ")
 }
 
+/// `<c> = d.<c>` for the columns to set (`d`: the data record).
+fn assignments(set_cols: &[String]) -> Vec<String> {
+    set_cols
+        .iter()
+        .map(|c| {
+            let c = quote_ident(c);
+            format!("{c} = d.{c}")
+        })
+        .collect()
+}
+
 /// The column names of a JSON object, in its order.
 pub fn columns(v: &Map<String, Value>) -> Vec<String> {
     v.keys().cloned().collect()
@@ -182,13 +193,7 @@ pub fn update(
     if match_cols.is_empty() {
         return Err(ArgError::EmptyMatch("update"));
     }
-    let mut sets: Vec<String> = set_cols
-        .iter()
-        .map(|c| {
-            let c = quote_ident(c);
-            format!("{c} = d.{c}")
-        })
-        .collect();
+    let mut sets = assignments(set_cols);
     if merge_custom {
         sets.push(
             "custom_fields = messiah.jsonb_merge_patch(r.custom_fields, $3::pg_catalog.jsonb)"
@@ -248,13 +253,7 @@ pub fn select_for_update(
 /// "custom_fields"}`). Returns the updated rows as jsonb.
 pub fn update_rows(schema: &str, table_name: &str, set_cols: &[String]) -> String {
     let t = table(schema, table_name);
-    let mut sets: Vec<String> = set_cols
-        .iter()
-        .map(|c| {
-            let c = quote_ident(c);
-            format!("{c} = d.{c}")
-        })
-        .collect();
+    let mut sets = assignments(set_cols);
     sets.push("custom_fields = x.custom_fields".into());
     format!(
         "UPDATE {t} AS r SET {} \

@@ -306,6 +306,12 @@ fn drop_database(item: &Item) -> Result<String, Error> {
             }
         }
     };
+    forget_dropped(item);
+    Ok(outcome)
+}
+
+/// The end of a drop action: the tenant's catalog rows and the action go.
+fn forget_dropped(item: &Item) {
     crate::spi::run(
         "DELETE FROM messiah.tenants WHERE tenant_id = $1 AND lifecycle = 'dropping'",
         &[item.tenant_id.as_str().into()],
@@ -314,7 +320,6 @@ fn drop_database(item: &Item) -> Result<String, Error> {
         "DELETE FROM messiah.outbox WHERE id = $1",
         &[item.id.into()],
     );
-    Ok(outcome)
 }
 
 /// The drop of a `supabase` tenant: its schema (if marked as its own) and roles go, the
@@ -369,14 +374,7 @@ fn drop_supabase_schema(item: &Item, t: &Tenant, server: &Server) -> Result<Stri
             e
         }
     })?;
-    crate::spi::run(
-        "DELETE FROM messiah.tenants WHERE tenant_id = $1 AND lifecycle = 'dropping'",
-        &[item.tenant_id.as_str().into()],
-    );
-    crate::spi::run(
-        "DELETE FROM messiah.outbox WHERE id = $1",
-        &[item.id.into()],
-    );
+    forget_dropped(item);
     Ok(format!(
         "{schema} (database {} kept: it is the project's); roles {}",
         t.database_name,

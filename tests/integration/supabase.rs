@@ -66,6 +66,27 @@ fn rows(c: &mut Client, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync
         .collect()
 }
 
+/// Waits until the queued action of `tenant` has failed with an error containing `needle`
+/// (the executor or this session runs it; either way it stays queued).
+fn await_failure(c: &mut Client, tenant: &str, needle: &str) {
+    let mut last = String::new();
+    assert!(
+        wait_until(20, || {
+            c.batch_execute("SELECT messiah_run_pending()").unwrap();
+            last = c
+                .query_one(
+                    "SELECT coalesce(string_agg(action, ' | '), '') FROM messiah_reconcile() \
+                     WHERE kind = 'pending_action' AND tenant_id = $1",
+                    &[&tenant],
+                )
+                .unwrap()
+                .get(0);
+            last.contains(needle)
+        }),
+        "{last}"
+    );
+}
+
 #[test]
 fn a_supabase_tenant_lives_in_its_own_schema_of_the_project() {
     let p = project();
@@ -302,21 +323,10 @@ fn a_supabase_tenant_lives_in_its_own_schema_of_the_project() {
         &format!("messiah_create_tenant('it_sb_x', 'SB x', 'it-sb-x', server => 'supa', config => '{config_x}', connector_type => 'supabase')"),
     );
     // the executor or this session tries it; either way it fails and stays queued
-    let mut last = String::new();
-    assert!(
-        wait_until(20, || {
-            c.batch_execute("SELECT messiah_run_pending()").unwrap();
-            last = c
-                .query_one(
-                    "SELECT coalesce(string_agg(action, ' | '), '') FROM messiah_reconcile() \
-                     WHERE kind = 'pending_action' AND tenant_id = 'it_sb_x'",
-                    &[],
-                )
-                .unwrap()
-                .get(0);
-            last.contains("schema tenant_it_sb_x exists and is not tenant it_sb_x's")
-        }),
-        "{last}"
+    await_failure(
+        &mut c,
+        "it_sb_x",
+        "schema tenant_it_sb_x exists and is not tenant it_sb_x's",
     );
     drop_tenant(&mut c, "it_sb_x");
     let mine: i32 = pg
@@ -333,22 +343,7 @@ fn a_supabase_tenant_lives_in_its_own_schema_of_the_project() {
     .unwrap();
     c.batch_execute("SELECT messiah_drop_tenant('it_sb')")
         .unwrap();
-    let mut last = String::new();
-    assert!(
-        wait_until(20, || {
-            c.batch_execute("SELECT messiah_run_pending()").unwrap();
-            last = c
-                .query_one(
-                    "SELECT coalesce(string_agg(action, ' | '), '') FROM messiah_reconcile() \
-                     WHERE kind = 'pending_action' AND tenant_id = 'it_sb'",
-                    &[],
-                )
-                .unwrap()
-                .get(0);
-            last.contains("depend")
-        }),
-        "{last}"
-    );
+    await_failure(&mut c, "it_sb", "depend");
     let view: i64 = pg
         .query_one("SELECT n FROM public.sb_report", &[])
         .unwrap()

@@ -309,6 +309,15 @@ health_run() {
     t1=$(date +%s%N)
     echo "$(( (t1 - t0) / 1000000 )) ms ($out)"
 }
+# the floor: 1,000 fresh SCRAM logins by pgbench -C (a role and database of the tenant roles'
+# pg_hba group, so the same authentication as a tenant's application role), 4 clients
+psql_ -c "CREATE ROLE bench_scram LOGIN PASSWORD 'bench-scram'" -c "CREATE DATABASE bench_scram OWNER bench_scram" \
+      -c "GRANT messiah_tenant_roles TO bench_scram" >/dev/null
+echo "SELECT 1;" >"$tmp/one.sql"
+floor=$(PGPASSWORD=bench-scram "$PGBIN/pgbench" -n -C -c 4 -j 4 -t 250 -f "$tmp/one.sql" -U bench_scram bench_scram 2>&1 |
+    awk '/^tps/ {printf "%.0f", $3}')
+psql_ -c "DROP DATABASE bench_scram" -c "DROP ROLE bench_scram" >/dev/null
+echo "floor: pgbench -C, 1000 SCRAM logins and SELECT 1, 4 clients: $floor logins/s ($((1000 * 1000 / floor)) ms for 1000)"
 for r in 1 2 3; do echo "both servers up, run $r: $(health_run)"; done
 MESSIAH_CLUSTER_DIR=$SECOND_DIR MESSIAH_PORT=$SECOND_PORT "$ROOT/scripts/cluster.sh" stop >/dev/null
 echo "second server stopped (health_timeout $(psql_ -Atc "SHOW messiah.health_timeout")): $(health_run)"

@@ -222,7 +222,7 @@ fn judge(t: &Tenant, login: &Outcome) -> Check {
     let want = t.snapshot_version.to_string();
     let problem = if !login.ok {
         Some(format!(
-            "the application role cannot log in and run a statement: {}",
+            "the application role's check failed: {}",
             login.message
         ))
     } else if !t.is_supabase() && login.value.as_deref() != Some(want.as_str()) {

@@ -103,7 +103,8 @@ impl RemoteError {
                 ..
             } => {
                 let hint = match sqlstate.as_str() {
-                    "28P01" | "28000" => "Check the server's pg_hba.conf and the password file messiah's conninfo uses (README \"Servers\").",
+                    "28P01" => "Check the server's pg_hba.conf and the password file messiah's conninfo uses (README \"Servers\").",
+                    "28000" => "The role may not log in: a tenant's application role loses its login while the tenant is suspended or inactive (a transaction that began before that change still sees the tenant active); otherwise pg_hba.conf refuses it.",
                     "53300" => "The server's max_connections or the role's connection limit is reached.",
                     "3D000" => "The database is gone: messiah_reconcile() lists what the catalog and the server disagree on.",
                     _ => "Check that the server is up and that its conninfo (messiah_list_servers()) and password file are right.",
@@ -141,11 +142,8 @@ impl RemoteError {
 fn outcome(completed: &Option<String>) -> String {
     match completed {
         None => "The remote statement was cancelled: nothing was returned, and nothing it did was kept.".into(),
-        Some(tag) if tag.starts_with("SELECT") => format!(
-            "The statement had already completed on the server ({tag}) when it was stopped; its rows were not returned."
-        ),
         Some(tag) => format!(
-            "The statement had already completed on the server ({tag}) when it was stopped: a routed statement commits on its own, so what it did stays. Its rows were not returned."
+            "The statement had already completed on the server ({tag}) when it was stopped: a routed statement commits on its own, so anything it wrote stays. Its rows were not returned."
         ),
     }
 }

@@ -767,7 +767,9 @@ impl Caps {
 
 /// Asks the server to cancel the statement in flight on `conn` (libpq's PQcancel, over its own
 /// connection; a failure to deliver is ignored: the statement then simply runs to its end).
-fn cancel(conn: *mut pq::PGconn) {
+/// Sends a cancel request for the statement in flight on `conn` (a live PGconn); waits for
+/// the request to be delivered, not for the statement to end.
+pub(super) fn cancel(conn: *mut pq::PGconn) {
     // SAFETY: conn is a live PGconn; PQcancel writes at most 256 bytes into errbuf.
     unsafe {
         let c = pq::PQgetCancel(conn);

@@ -75,12 +75,28 @@ fn put(key: Key, conn: Conn) {
     let max = crate::guc::MAX_REMOTE_CONNECTIONS.get().max(1) as usize;
     let evicted: Vec<Slot> = POOL.with(|p| {
         let mut p = p.borrow_mut();
+        // one connection per server, database and role: one opened under an older credential
+        // or other settings goes (else it would linger until idle, holding a slot of the
+        // role's connection limit)
+        let mut out: Vec<Slot> = Vec::new();
+        let mut i = 0;
+        while i < p.len() {
+            let k = &p[i].key;
+            if k.server_id == key.server_id
+                && k.database == key.database
+                && k.user == key.user
+                && k.user.is_some()
+            {
+                out.push(p.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
         p.push(Slot {
             key,
             conn,
             last_used: Instant::now(),
         });
-        let mut out = Vec::new();
         while p.len() > max {
             let oldest = p
                 .iter()

@@ -10,7 +10,7 @@
 //! backend's external file descriptors (`AcquireExternalFD`, as postgres_fdw does): when none
 //! is left, fewer probes run at once.
 
-use super::libpq::{connect_start, cstring, poll, refusal_in, PollFd};
+use super::libpq::{cancel, connect_start, cstring, poll, refusal_in, PollFd};
 use pgrx::pg_sys;
 use pq_sys as pq;
 use std::ffi::CStr;
@@ -152,6 +152,20 @@ impl Active {
         }
     }
 
+    /// Past its deadline: a statement in flight is cancelled first (closing the connection
+    /// alone would leave its server session running until the statement ends, holding a slot
+    /// of the role's connection limit).
+    fn time_out(&mut self, timeout: Duration) -> Outcome {
+        let ms = timeout.as_millis();
+        let message = if self.querying {
+            cancel(self.raw.as_ptr());
+            format!("the statement did not finish within {ms} ms (cancelled)")
+        } else {
+            format!("could not connect within {ms} ms")
+        };
+        self.finish(Some(message))
+    }
+
     fn finish(&mut self, error: Option<String>) -> Outcome {
         Outcome {
             ok: error.is_none(),
@@ -233,9 +247,7 @@ pub fn run(probes: &[Probe], concurrency: usize, timeout: Duration) -> Vec<Outco
             let sql = &probes[active[i].index].sql;
             let over = match active[i].step(sql) {
                 Some(o) => Some(o),
-                None if active[i].started.elapsed() >= timeout => Some(
-                    active[i].finish(Some(format!("timed out after {} ms", timeout.as_millis()))),
-                ),
+                None if active[i].started.elapsed() >= timeout => Some(active[i].time_out(timeout)),
                 None => None,
             };
             match over {

@@ -362,7 +362,7 @@ fn set_aside(e: &fields::CompiledEntity, record: &mut Value) -> Result<Map<Strin
     let base = fields::base_columns(e.entity_table()).unwrap_or(&[]);
     if let Some(Value::Object(inner)) = m.get("custom_fields") {
         for (k, v) in m.iter() {
-            if e.field(k).is_some() && inner.get(k).is_some_and(|w| w != v) {
+            if e.field(k).is_some() && inner.get(k).is_some_and(|w| !same_value(w, v)) {
                 return Err(Error::new(
                     Code::ERRCODE_INVALID_PARAMETER_VALUE,
                     format!("field \"{k}\" is given twice with different values, at the top level and in custom_fields"),
@@ -382,6 +382,22 @@ fn set_aside(e: &fields::CompiledEntity, record: &mut Value) -> Result<Map<Strin
         .into_iter()
         .filter_map(|k| m.remove(&k).map(|v| (k, v)))
         .collect())
+}
+
+/// JSON equality with numbers compared by value (`1` and `1.0` are one value, as in jsonb).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            match (
+                fields::Decimal::parse(&x.to_string()),
+                fields::Decimal::parse(&y.to_string()),
+            ) {
+                (Some(x), Some(y)) => x.cmp(&y) == std::cmp::Ordering::Equal,
+                _ => x == y,
+            }
+        }
+        _ => a == b,
+    }
 }
 
 /// 23514 for a routed record whose fields break their definitions.

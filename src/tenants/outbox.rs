@@ -231,13 +231,22 @@ fn execute(item: &Item) -> Result<String, Error> {
 /// All queued role changes of the tenant are served by one [`super::roles::apply`] of the
 /// catalog row as it is now (coalesced as pushes are).
 fn apply_roles(item: &Item) -> Result<String, Error> {
+    let tenant = Tenant::find(&item.tenant_id, false);
+    if tenant
+        .as_ref()
+        .is_some_and(|t| t.lifecycle == "provisioning")
+    {
+        // run before the creating transaction committed (messiah_run_pending in it): the
+        // database does not exist yet; the action stays queued for after COMMIT
+        return Ok("waiting: the tenant's database is created at COMMIT; its roles after".into());
+    }
     crate::spi::run(
         "DELETE FROM messiah.outbox WHERE id = $2 OR id IN ( \
              SELECT id FROM messiah.outbox WHERE tenant_id = $1 AND action = 'apply_roles' \
              FOR UPDATE SKIP LOCKED)",
         &[item.tenant_id.as_str().into(), item.id.into()],
     );
-    match Tenant::find(&item.tenant_id, false) {
+    match tenant {
         // dropped with keep_database: the database stays, nobody logs in as the tenant
         None => super::roles::lock_out(
             &item.tenant_id,

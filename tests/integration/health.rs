@@ -86,6 +86,35 @@ fn health_of_the_admin_database_servers_and_tenants() {
         message(&h, "tenant", "it_hl_old").starts_with("the catalog copy is at version"),
         "{h:?}"
     );
+    // a check whose statement blocks: timed out, and cancelled on the server too (no session
+    // of the tenant's role is left behind holding a slot of its connection limit)
+    let mut locker = connect_retry("tenant_it_hl_a");
+    locker
+        .batch_execute("BEGIN; LOCK TABLE messiah.field_snapshot IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    c.batch_execute("SET messiah.health_timeout = 500").unwrap();
+    let blocked = health(&mut c, "SELECT * FROM messiah_tenant_health('it_hl_a')");
+    c.batch_execute("RESET messiah.health_timeout").unwrap();
+    assert_eq!(
+        (status(&blocked, "tenant", "it_hl_a"), message(&blocked, "tenant", "it_hl_a")),
+        (
+            "unhealthy",
+            "the application role's check failed: the statement did not finish within 500 ms (cancelled)"
+        )
+    );
+    let mut watch = connect("postgres");
+    assert!(
+        wait_until(5, || watch
+            .query_one(
+                "SELECT count(*) = 0 FROM pg_stat_activity WHERE usename = 'tenant_it_hl_a'",
+                &[]
+            )
+            .unwrap()
+            .get(0)),
+        "a timed-out check left its session behind"
+    );
+    locker.batch_execute("ROLLBACK").unwrap();
+    drop(locker);
     let one = health(&mut c, "SELECT * FROM messiah_tenant_health('it_hl_a')");
     assert_eq!(one.len(), 3, "{one:?}");
     assert_eq!(status(&one, "tenant", "it_hl_a"), "healthy");

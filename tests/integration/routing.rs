@@ -813,7 +813,7 @@ fn writes_stopped_by_a_cap_terminated_callers_and_unknown_keys() {
     let detail = d.detail().unwrap_or("");
     if changed == json!(2000) {
         assert!(
-            detail.contains("(UPDATE 2000)") && detail.contains("what it did stays"),
+            detail.contains("(UPDATE 2000)") && detail.contains("anything it wrote stays"),
             "{detail}"
         );
     } else {
@@ -893,5 +893,38 @@ fn writes_stopped_by_a_cap_terminated_callers_and_unknown_keys() {
         ("22004".into(), "params must not be null".into())
     );
     drop(watch);
+    drop_tenant(&mut c, t);
+}
+
+/// `messiah_run_pending()` in the transaction that creates the tenant cannot set its roles up
+/// (the database is created at COMMIT): the action stays queued and is carried out after.
+#[test]
+fn roles_queued_in_the_creating_transaction_survive_an_early_run() {
+    let t = "it_rt_early";
+    drop_db(&format!("tenant_{t}"));
+    let mut c = admin_db("messiah_it_rt_early");
+    let early: String = {
+        let mut tx = c.transaction().unwrap();
+        tx.execute(
+            "SELECT messiah_create_tenant($1, 'E', 'it-rt-early')",
+            &[&t],
+        )
+        .unwrap();
+        let r = tx
+            .query_one("SELECT messiah_run_pending()::text", &[])
+            .unwrap()
+            .get(0);
+        tx.commit().unwrap();
+        r
+    };
+    assert!(
+        early.contains("waiting: the tenant's database is created at COMMIT"),
+        "{early}"
+    );
+    settle(&mut c);
+    assert_eq!(
+        query(&mut c, t, "SELECT current_user::text AS u", json!([])).unwrap(),
+        vec![json!({"u": format!("tenant_{t}")})]
+    );
     drop_tenant(&mut c, t);
 }

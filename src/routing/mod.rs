@@ -134,15 +134,39 @@ impl Route {
 
     /// Runs `f` (remote work as the application role); a login refused with 28P01 re-applies
     /// the roles and runs it once more (see [`Route::run`]). Errors are translated.
+    ///
+    /// 28000 (the role may not log in) while the catalog says the tenant is active means the
+    /// role change that restores its login has not been carried out yet (the executor is
+    /// behind): the same re-apply serves it. Only under READ COMMITTED, from the catalog as
+    /// committed now: a transaction with an older snapshot could otherwise give the login
+    /// back to a tenant suspended since.
     fn attempt<T>(&self, f: impl Fn() -> Result<T, remote::RemoteError>) -> Result<T, Error> {
         let result = match f() {
-            Err(remote::RemoteError::Refused { ref sqlstate, .. }) if sqlstate == "28P01" => {
-                roles::apply(&self.tenant)?;
+            Err(remote::RemoteError::Refused { ref sqlstate, .. })
+                if (sqlstate == "28P01" || sqlstate == "28000") && self.may_reapply()? =>
+            {
                 f()
             }
             r => r,
         };
         result.map_err(|e| self.translate(e))
+    }
+
+    /// Re-applies the tenant's roles from the committed catalog when that is safe (READ
+    /// COMMITTED, the tenant active and ready); whether it did.
+    fn may_reapply(&self) -> Result<bool, Error> {
+        // SAFETY: plain read of the transaction's isolation level.
+        if unsafe { pg_sys::XactIsoLevel } > pg_sys::XACT_READ_COMMITTED as i32 {
+            return Ok(false);
+        }
+        let Some(t) = Tenant::find(&self.tenant.tenant_id, false) else {
+            return Ok(false);
+        };
+        if t.status != "active" || t.lifecycle != "ready" {
+            return Ok(false);
+        }
+        roles::apply(&t)?;
+        Ok(true)
     }
 
     fn run_once(

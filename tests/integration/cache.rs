@@ -55,6 +55,38 @@ fn a_warm_cache_sees_every_committed_change_and_no_rolled_back_one() {
     settle(&mut b);
     assert_eq!(routed(&mut a).unwrap(), 42);
 
+    // a REPEATABLE READ transaction sees the catalog as of its snapshot: a suspension
+    // committed since is not seen there, but the login is refused (28000) and is never given
+    // back from that old snapshot
+    a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .unwrap();
+    assert_eq!(routed(&mut a).unwrap(), 42);
+    b.batch_execute(&format!(
+        "SELECT messiah_set_tenant_status('{T}', 'suspended')"
+    ))
+    .unwrap();
+    settle(&mut b);
+    a.batch_execute(&format!("SELECT messiah_tenant_disconnect('{T}')"))
+        .unwrap();
+    let e = routed(&mut a).unwrap_err();
+    assert_eq!(sqlstate(&e), "28000", "{e}");
+    a.batch_execute("COMMIT").unwrap();
+    let login: bool = b
+        .query_one(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+            &[&format!("tenant_{T}")],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!login);
+    assert_eq!(sqlstate(&routed(&mut a).unwrap_err()), "55000");
+    b.batch_execute(&format!(
+        "SELECT messiah_set_tenant_status('{T}', 'active')"
+    ))
+    .unwrap();
+    settle(&mut b);
+    assert_eq!(routed(&mut a).unwrap(), 42);
+
     // the session's own uncommitted change is seen by it, and forgotten at its rollback
     a.batch_execute(&format!(
         "BEGIN; SELECT messiah_set_tenant_status('{T}', 'inactive')"

@@ -118,11 +118,17 @@ struct Filter<'a> {
     action: Option<Action>,
 }
 
+/// The next queued action to carry out, locked. Actions of a tenant still `provisioning` are
+/// never taken: that is only visible inside its creating transaction (a
+/// `messiah_run_pending()` there), and its database does not exist before COMMIT; they are
+/// carried out after it.
 fn next_item(force: bool, skip: &[i64], filter: Filter) -> Option<Item> {
     let rows = crate::spi::text_rows_mut(
         "SELECT id::text, action, tenant_id, server_id::text, database_name, payload::text FROM messiah.outbox \
          WHERE ($1 OR next_attempt_at <= pg_catalog.clock_timestamp()) AND NOT (id = ANY ($2)) \
            AND ($3::text IS NULL OR tenant_id = $3) AND ($4::text IS NULL OR action = $4) \
+           AND NOT EXISTS (SELECT 1 FROM messiah.tenants t WHERE t.tenant_id = outbox.tenant_id \
+                           AND t.lifecycle = 'provisioning') \
          ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
         &[
             force.into(),
@@ -231,22 +237,13 @@ fn execute(item: &Item) -> Result<String, Error> {
 /// All queued role changes of the tenant are served by one [`super::roles::apply`] of the
 /// catalog row as it is now (coalesced as pushes are).
 fn apply_roles(item: &Item) -> Result<String, Error> {
-    let tenant = Tenant::find(&item.tenant_id, false);
-    if tenant
-        .as_ref()
-        .is_some_and(|t| t.lifecycle == "provisioning")
-    {
-        // run before the creating transaction committed (messiah_run_pending in it): the
-        // database does not exist yet; the action stays queued for after COMMIT
-        return Ok("waiting: the tenant's database is created at COMMIT; its roles after".into());
-    }
     crate::spi::run(
         "DELETE FROM messiah.outbox WHERE id = $2 OR id IN ( \
              SELECT id FROM messiah.outbox WHERE tenant_id = $1 AND action = 'apply_roles' \
              FOR UPDATE SKIP LOCKED)",
         &[item.tenant_id.as_str().into(), item.id.into()],
     );
-    match tenant {
+    match Tenant::find(&item.tenant_id, false) {
         // dropped with keep_database: the database stays, nobody logs in as the tenant
         None => super::roles::lock_out(
             &item.tenant_id,

@@ -30,6 +30,11 @@ use crate::remote::{self, Login, Server};
 /// (`host sameuser +messiah_tenant_roles ... scram-sha-256`). It has no privileges.
 pub const GROUP_ROLE: &str = "messiah_tenant_roles";
 
+/// Whether the server's conninfo user is a superuser (SQL, for scripts run on that server):
+/// a CREATEROLE role (a Supabase project's `postgres`) cannot set some attributes and settings.
+const IS_SUPERUSER: &str = "(SELECT r.rolsuper FROM pg_catalog.pg_roles r \
+                            WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)";
+
 /// The seed's tables (the tenant schema), owned by the owner role.
 const TENANT_TABLES: [&str; 3] = ["clients", "projects", "activities"];
 
@@ -254,8 +259,7 @@ fn server_script(t: &Tenant, verifier: Option<&str>) -> String {
     // reached as a CREATEROLE role (a Supabase project's `postgres`) creates roles without
     // them and cannot give them
     sql.push_str(&format!(
-        "DO $$BEGIN IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r \
-                        WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN \
+        "DO $$BEGIN IF {IS_SUPERUSER} THEN \
            ALTER ROLE {app} NOSUPERUSER NOREPLICATION NOBYPASSRLS; \
            ALTER ROLE {owner} NOSUPERUSER NOREPLICATION NOBYPASSRLS; \
          END IF; END$$;\n"
@@ -305,8 +309,7 @@ fn server_script(t: &Tenant, verifier: Option<&str>) -> String {
         }),
     );
     sql.push_str(&format!(
-        "DO $$BEGIN IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r \
-                        WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) \
+        "DO $$BEGIN IF {IS_SUPERUSER} \
                     OR pg_catalog.has_parameter_privilege('temp_file_limit', 'SET') THEN \
            EXECUTE {}; \
          END IF; END$$;\n",

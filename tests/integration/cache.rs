@@ -15,6 +15,11 @@ fn routed(c: &mut Client) -> Result<i64, postgres::Error> {
     .map(|r| r.get(0))
 }
 
+fn set_status(c: &mut Client, status: &str) {
+    c.execute("SELECT messiah_set_tenant_status($1, $2)", &[&T, &status])
+        .unwrap();
+}
+
 fn insert(c: &mut Client, score: i32) -> Result<(), postgres::Error> {
     c.execute(
         "SELECT messiah_tenant_insert($1, 'clients', jsonb_build_object('name', 'n', 'score', $2::int))",
@@ -43,15 +48,9 @@ fn a_warm_cache_sees_every_committed_change_and_no_rolled_back_one() {
     ))
     .unwrap();
     assert_eq!(routed(&mut a).unwrap(), 42);
-    b.batch_execute(&format!(
-        "SELECT messiah_set_tenant_status('{T}', 'suspended')"
-    ))
-    .unwrap();
+    set_status(&mut b, "suspended");
     assert_eq!(sqlstate(&routed(&mut a).unwrap_err()), "55000");
-    b.batch_execute(&format!(
-        "SELECT messiah_set_tenant_status('{T}', 'active')"
-    ))
-    .unwrap();
+    set_status(&mut b, "active");
     settle(&mut b);
     assert_eq!(routed(&mut a).unwrap(), 42);
 
@@ -61,10 +60,7 @@ fn a_warm_cache_sees_every_committed_change_and_no_rolled_back_one() {
     a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         .unwrap();
     assert_eq!(routed(&mut a).unwrap(), 42);
-    b.batch_execute(&format!(
-        "SELECT messiah_set_tenant_status('{T}', 'suspended')"
-    ))
-    .unwrap();
+    set_status(&mut b, "suspended");
     settle(&mut b);
     a.batch_execute(&format!("SELECT messiah_tenant_disconnect('{T}')"))
         .unwrap();
@@ -80,10 +76,7 @@ fn a_warm_cache_sees_every_committed_change_and_no_rolled_back_one() {
         .get(0);
     assert!(!login);
     assert_eq!(sqlstate(&routed(&mut a).unwrap_err()), "55000");
-    b.batch_execute(&format!(
-        "SELECT messiah_set_tenant_status('{T}', 'active')"
-    ))
-    .unwrap();
+    set_status(&mut b, "active");
     settle(&mut b);
     assert_eq!(routed(&mut a).unwrap(), 42);
 

@@ -24,14 +24,22 @@ fn health(c: &mut Client, sql: &str) -> BTreeMap<(String, String), (String, Stri
         .collect()
 }
 
+/// `(status, message)` of the row `kind`/`name`, or `("absent", "absent")`.
+fn row<'a>(
+    h: &'a BTreeMap<(String, String), (String, String)>,
+    kind: &str,
+    name: &str,
+) -> (&'a str, &'a str) {
+    h.get(&(kind.to_string(), name.to_string()))
+        .map_or(("absent", "absent"), |(s, m)| (s.as_str(), m.as_str()))
+}
+
 fn status<'a>(
     h: &'a BTreeMap<(String, String), (String, String)>,
     kind: &str,
     name: &str,
 ) -> &'a str {
-    h.get(&(kind.to_string(), name.to_string()))
-        .map(|(s, _)| s.as_str())
-        .unwrap_or("absent")
+    row(h, kind, name).0
 }
 
 fn message<'a>(
@@ -39,9 +47,7 @@ fn message<'a>(
     kind: &str,
     name: &str,
 ) -> &'a str {
-    h.get(&(kind.to_string(), name.to_string()))
-        .map(|(_, m)| m.as_str())
-        .unwrap_or("absent")
+    row(h, kind, name).1
 }
 
 #[test]

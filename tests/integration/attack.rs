@@ -191,6 +191,8 @@ fn shadowing_pg_catalog_never_runs_with_the_owners_rights() {
         "SELECT count(*) FROM messiah_tenant_query('it_atk', 'SELECT 1')".into(),
         "SELECT messiah_tenant_disconnect('it_atk')".into(),
         "SELECT messiah_tenant_disconnect()".into(),
+        "SELECT count(*) FROM messiah_health()".into(),
+        "SELECT count(*) FROM messiah_tenant_health('it_atk')".into(),
         "SELECT messiah_drop_field('it_atk', 'clients', 'code')".into(),
         "SELECT count(*) FROM messiah_reconcile()".into(),
         "SELECT count(*) FROM messiah_reconcile(repair => true, deep => true)".into(),

@@ -3,7 +3,8 @@
 # Debian packages, cargo-pgrx 0.18.1, and `cargo pgrx init` for the system PostgreSQL 15.
 set -euo pipefail
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-pkgs=(postgresql-15 postgresql-contrib postgresql-server-dev-15 libclang-dev clang sudo python3 bc)
+pkgs=(postgresql-15 postgresql-contrib postgresql-server-dev-15 libclang-dev clang sudo python3 bc
+      prometheus-postgres-exporter)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -94,3 +94,13 @@ COMMENT ON FUNCTION messiah.jsonb_merge_patch(jsonb, jsonb) IS
   'JSON Merge Patch (RFC 7396): target patched by patch. Used by routed updates to merge custom_fields.';
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA messiah FROM PUBLIC;
+
+-- The server's validation counters (shared memory, since the server started), for the admin
+-- installation's messiah_metrics() and messiah_tenant_stats(): not for the tenant's roles.
+CREATE FUNCTION messiah.validation_counters(
+    OUT database_oid oid, OUT table_name text, OUT rows_validated bigint, OUT rows_rejected bigint)
+    RETURNS SETOF record VOLATILE SET search_path = pg_catalog, pg_temp
+    LANGUAGE c AS 'MODULE_PATHNAME', 'validation_counters_wrapper';
+REVOKE ALL ON FUNCTION messiah.validation_counters() FROM PUBLIC;
+COMMENT ON FUNCTION messiah.validation_counters() IS
+  'Rows the custom-field trigger validated and rejected, per table of every database of this server (database_oid, schema.table), since the server started. 55000 when messiah is not in shared_preload_libraries here. For the admin installation''s messiah_metrics(); not granted to tenant roles.';

@@ -50,6 +50,10 @@ pub static HEALTH_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(32);
 /// `messiah.health_timeout`: milliseconds one health check (connect and `SELECT`) may take.
 pub static HEALTH_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 
+/// `messiah.result_cache_size`: kB of shared memory for the routed result cache
+/// (`cache::results`); 0 turns it off. Read at server start (needs messiah preloaded).
+pub static RESULT_CACHE_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(8 * 1024);
+
 /// `messiah.key_file`: path of the file holding the secret keys (see `secrets`).
 /// Superuser-only (PGC_SUSET and hidden from other roles): set it in postgresql.conf, or per
 /// database with ALTER DATABASE ... SET as a superuser.
@@ -199,6 +203,16 @@ pub fn register() {
         (10, 600_000),
         GucContext::Suset,
         true,
+    );
+    GucRegistry::define_int_guc(
+        c"messiah.result_cache_size",
+        c"Shared memory for results of routed reads cached with max_age (messiah_tenant_query); 0 turns the cache off. Needs messiah in shared_preload_libraries.",
+        c"Least recently used entries are evicted first; an entry larger than an eighth of the cache is not stored.",
+        &RESULT_CACHE_SIZE_KB,
+        0,
+        4 * 1024 * 1024,
+        GucContext::Postmaster,
+        GucFlags::UNIT_KB,
     );
     GucRegistry::define_string_guc(
         c"messiah.key_file",

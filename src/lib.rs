@@ -30,6 +30,7 @@ mod routing;
 mod secrets;
 mod security;
 mod shim;
+mod shmem;
 mod spi;
 mod tenant_side;
 mod tenants;
@@ -56,6 +57,7 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: reading a plain global that Postgres sets before loading preload libraries.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         worker::init_preloaded();
+        shmem::init_preloaded();
     }
 }
 

@@ -2,3 +2,24 @@
 //! cache, health checks and metrics").
 
 pub mod catalog;
+pub mod results;
+
+use crate::shim::tenant_id_arg;
+use pgrx::prelude::*;
+
+/// Empties the routed result cache of one tenant of this admin database, or of every tenant of
+/// it when `tenant_id` is NULL (the default); returns how many entries were removed. Entries
+/// of other admin databases of the cluster are left alone. Errors: 22023 invalid id. Without
+/// messiah preloaded there is no cache: returns 0.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_cache_clear(tenant_id: default!(Option<&str>, "NULL")) -> i64 {
+    match tenant_id {
+        Some(_) => results::invalidate_tenant(tenant_id_arg(tenant_id).as_str()) as i64,
+        None => {
+            // SAFETY: plain read.
+            let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
+            results::invalidate(results::Which::Database(db)) as i64
+        }
+    }
+}

@@ -7,7 +7,9 @@
 //! read one row at a time and capped (`messiah.route_max_rows`, `messiah.route_max_bytes`,
 //! 54000); the tenant's `statement_timeout` is enforced on this side too (the routed SQL could
 //! change its own). A tenant that is not `active` and `ready` is refused (55000) before any
-//! connection. The catalog is read on every call (never stale).
+//! connection. Catalog lookups come from the per-backend catalog cache (`cache::catalog`,
+//! never stale); reads with `max_age` may be served from the shared result cache
+//! (`cache::results`). Every call is counted (`monitor::counters`).
 
 pub mod sql;
 
@@ -40,6 +42,8 @@ struct Route {
     endpoint: Endpoint,
     caps: Caps,
     context: String,
+    /// The catalog row's version (`RouteRow::row_version`).
+    row_version: String,
 }
 
 /// Resolves `tenant_id` to a route. Errors: 22023 invalid id; 42704 no such tenant; 55000
@@ -53,6 +57,7 @@ fn route(tenant_id: Option<&str>) -> Result<Route, Error> {
         _ => return Err(crate::tenants::catalog::not_found(id.as_str())),
     };
     let t = row.tenant;
+    let row_version = row.row_version;
     t.require_installation(&row.installation_id)?;
     if t.lifecycle != "ready" {
         return Err(not_routable(&t, format!("is {}", t.lifecycle)));
@@ -103,6 +108,7 @@ fn route(tenant_id: Option<&str>) -> Result<Route, Error> {
             timeout,
         },
         context,
+        row_version,
     })
 }
 
@@ -121,6 +127,15 @@ fn not_routable(t: &Tenant, why: String) -> Error {
 enum Statement {
     Ours,
     Callers,
+    /// The caller's text in a `READ ONLY` transaction (a cached read: it cannot write).
+    CallersReadOnly,
+}
+
+impl Statement {
+    /// Whether it may change the tenant's data (the tenant's cached results are then dropped).
+    fn may_write(self) -> bool {
+        self != Statement::CallersReadOnly
+    }
 }
 
 impl Route {
@@ -129,7 +144,7 @@ impl Route {
     /// CURRENT_USER PASSWORD`): the roles are applied again from the catalog, and the
     /// statement tried once more.
     fn run(&self, statement: &str, params: &[Param], kind: Statement) -> Result<Rows, Error> {
-        self.attempt(|| self.run_once(statement, params, kind))
+        self.attempt(kind, || self.run_once(statement, params, kind))
     }
 
     /// Runs `f` (remote work as the application role); a login refused with 28P01 re-applies
@@ -140,7 +155,39 @@ impl Route {
     /// behind): the same re-apply serves it. Only under READ COMMITTED, from the catalog as
     /// committed now: a transaction with an older snapshot could otherwise give the login
     /// back to a tenant suspended since.
-    fn attempt<T>(&self, f: impl Fn() -> Result<T, remote::RemoteError>) -> Result<T, Error> {
+    ///
+    /// Every attempt is counted (`monitor::counters`: a call, an error, its duration), and one
+    /// that may write drops the tenant's cached results (`cache::results`) once it is over,
+    /// whatever its outcome (a failed call may still have written).
+    fn attempt<T>(
+        &self,
+        kind: Statement,
+        f: impl Fn() -> Result<T, remote::RemoteError>,
+    ) -> Result<T, Error> {
+        let started = std::time::Instant::now();
+        let result = self.attempt_once(f);
+        if kind.may_write() {
+            crate::cache::results::invalidate(crate::cache::results::Which::Tenant(self.tenant_hash()));
+        }
+        crate::monitor::counters::count_routed(
+            &self.tenant.tenant_id,
+            result.is_err(),
+            started.elapsed(),
+        );
+        result
+    }
+
+    /// The tenant's hash in the result cache.
+    fn tenant_hash(&self) -> u64 {
+        // SAFETY: plain read.
+        let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
+        crate::cache::results::tenant_hash(db, &self.tenant.tenant_id)
+    }
+
+    fn attempt_once<T>(
+        &self,
+        f: impl Fn() -> Result<T, remote::RemoteError>,
+    ) -> Result<T, Error> {
         let result = match f() {
             Err(remote::RemoteError::Refused { ref sqlstate, .. })
                 if (sqlstate == "28P01" || sqlstate == "28000") && self.may_reapply()? =>
@@ -178,14 +225,22 @@ impl Route {
         let server = self.endpoint.server.name.clone();
         let writable = self.tenant.is_supabase() && kind == Statement::Ours;
         remote::with_conn(&self.endpoint, |c| {
-            if writable {
+            if writable || kind == Statement::CallersReadOnly {
                 // a supabase tenant's sessions are read-only: messiah's own (validated)
-                // writes run in a read-write transaction
-                let done = in_transaction(c, &self.caps, &server, |c| {
+                // writes run in a read-write transaction; a cached read runs read-only
+                let begin = if writable {
+                    "BEGIN READ WRITE"
+                } else {
+                    "BEGIN READ ONLY"
+                };
+                let done = in_transaction(c, begin, &self.caps, &server, |c| {
                     c.query_capped(statement, params, &self.caps, &server)
                         .map(Ok::<_, std::convert::Infallible>)
-                })?;
-                return Ok(match done {
+                });
+                if kind == Statement::CallersReadOnly {
+                    c.reset_later();
+                }
+                return Ok(match done? {
                     Ok(rows) => rows,
                     Err(never) => match never {},
                 });
@@ -298,30 +353,146 @@ fn returned(rows: Rows) -> Vec<JsonB> {
 /// untyped parameters (the server infers their type: `uuid_col = $1` works), objects and
 /// arrays as jsonb, null as NULL. One statement per call.
 ///
-/// Errors: 55000 tenant not active or not ready; 22023 params not an array; 54000 more rows
-/// than `messiah.route_max_rows` or bytes than `messiah.route_max_bytes` (the remote
-/// statement is cancelled); 57014 the tenant's statement timeout; the server's own errors
-/// (42P02 too few params, 08P01/42P18 wrong params, 42501 a right the tenant role lacks), each
-/// with a CONTEXT line naming the tenant and server.
+/// `max_age` (an interval, default NULL: not cached) serves the result from the routed result
+/// cache when one at most that old exists for the same tenant, statement and parameters, and
+/// otherwise runs the statement in a `READ ONLY` transaction and caches its result (shared by
+/// every session of the cluster; `cache::results`, `messiah.result_cache_size`). A write is
+/// then refused (25006), so a cached result never replays a write. Routed writes, status
+/// changes, moves and drops of the tenant invalidate its entries; writes made directly in the
+/// tenant's database do not (`max_age` bounds how stale a result can be then). The original
+/// design cached for 600 s. Without messiah preloaded, nothing is cached (a NOTICE says so)
+/// and the statement still runs read-only.
+///
+/// Errors: 55000 tenant not active or not ready; 22023 params not an array, or a negative
+/// max_age; 54000 more rows than `messiah.route_max_rows` or bytes than
+/// `messiah.route_max_bytes` (the remote statement is cancelled); 57014 the tenant's statement
+/// timeout; 25006 a write with max_age; the server's own errors (42P02 too few params,
+/// 08P01/42P18 wrong params, 42501 a right the tenant role lacks), each with a CONTEXT line
+/// naming the tenant and server.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn messiah_tenant_query(
     tenant_id: Option<&str>,
     query: Option<&str>,
     params: default!(Option<JsonbArg>, "'[]'"),
+    max_age: default!(Option<pgrx::datum::Interval>, "NULL"),
 ) -> SetOfIterator<'static, JsonB> {
     let query = name_arg("query", query);
     let params = sql::params(&required_json("params", params))
         .map_err(Error::from)
         .or_raise();
+    let max_age_ms = max_age.map(|a| {
+        if a.is_negative() {
+            Error::new(
+                Code::ERRCODE_INVALID_PARAMETER_VALUE,
+                "max_age must not be negative",
+            )
+            .hint("NULL does not cache; '0' refreshes the cached result.")
+            .raise()
+        }
+        (a.as_micros() / 1000).min(i64::MAX as i128) as i64
+    });
     let r = route(tenant_id).or_raise();
-    let rows = r.run(query, &params, Statement::Callers).or_raise();
-    let out: Vec<JsonB> = rows
-        .rows
+    let out = match max_age_ms {
+        None => {
+            let rows = r.run(query, &params, Statement::Callers).or_raise();
+            as_objects(&rows)
+        }
+        Some(ms) => cached_query(&r, query, &params, ms).or_raise(),
+    };
+    SetOfIterator::new(out.into_iter().map(JsonB))
+}
+
+/// One jsonb object per row.
+fn as_objects(rows: &Rows) -> Vec<Value> {
+    rows.rows
         .iter()
-        .map(|v| JsonB(sql::row_object(&rows.columns, &rows.types, v)))
-        .collect();
-    SetOfIterator::new(out)
+        .map(|v| sql::row_object(&rows.columns, &rows.types, v))
+        .collect()
+}
+
+/// `messiah_tenant_query` with `max_age_ms`: from the result cache, or run read-only and
+/// cached (see `cache::results` for why an entry is never another tenant's, nor older than a
+/// routed write). A cached result larger than this caller's caps is not served (the statement
+/// runs and hits the cap).
+fn cached_query(r: &Route, query: &str, params: &[Param], max_age_ms: i64) -> Result<Vec<Value>, Error> {
+    use crate::cache::results;
+    if !results::available() {
+        pgrx::notice!(
+            "the result is not cached: messiah is not in shared_preload_libraries, or messiah.result_cache_size is 0"
+        );
+        return run_read_only(r, query, params).map(|rows| as_objects(&rows));
+    }
+    // SAFETY: plain read.
+    let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    let key = results::Key::new(
+        db,
+        &r.tenant.tenant_id,
+        &r.row_version,
+        query,
+        params.iter().map(|p| (p.type_oid, p.value.as_deref())),
+    );
+    let started = std::time::Instant::now();
+    let now = crate::worker::now_ms();
+    if let Some(cached) = results::lookup(&key, max_age_ms, now) {
+        if let Some(rows) = CachedRows::decode(&cached).filter(|c| c.within(&r.caps)) {
+            crate::monitor::counters::count_routed(&r.tenant.tenant_id, false, started.elapsed());
+            return Ok(rows.values);
+        }
+    }
+    let generation = results::generation(&key);
+    let rows = run_read_only(r, query, params)?;
+    let values = as_objects(&rows);
+    let bytes = rows.rows.iter().flatten().flatten().map(|v| v.len() as u64).sum();
+    let entry = CachedRows {
+        rows: rows.rows.len() as u64,
+        bytes,
+        values,
+    };
+    results::store(&key, generation, &entry.encode(), now);
+    Ok(entry.values)
+}
+
+/// Runs the caller's statement in a `READ ONLY` transaction; a write is 25006 with a hint.
+fn run_read_only(r: &Route, query: &str, params: &[Param]) -> Result<Rows, Error> {
+    r.run(query, params, Statement::CallersReadOnly).map_err(|e| {
+        if e.code == Code::ERRCODE_READ_ONLY_SQL_TRANSACTION && !r.tenant.is_supabase() {
+            e.hint("With max_age the statement runs read-only (a cached result must never replay a write): call messiah_tenant_query without max_age to write.")
+        } else {
+            e
+        }
+    })
+}
+
+/// A cached result: its row count and bytes (as the caps count them), and its rows.
+struct CachedRows {
+    rows: u64,
+    bytes: u64,
+    values: Vec<Value>,
+}
+
+impl CachedRows {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.rows.to_le_bytes().to_vec();
+        out.extend_from_slice(&self.bytes.to_le_bytes());
+        out.extend_from_slice(Value::Array(self.values.clone()).to_string().as_bytes());
+        out
+    }
+
+    fn decode(b: &[u8]) -> Option<CachedRows> {
+        let word = |i: usize| Some(u64::from_le_bytes(b.get(i..i + 8)?.try_into().ok()?));
+        let values = serde_json::from_slice(b.get(16..)?).ok()?;
+        Some(CachedRows {
+            rows: word(0)?,
+            bytes: word(8)?,
+            values,
+        })
+    }
+
+    /// Whether serving it stays within `caps`.
+    fn within(&self, caps: &Caps) -> bool {
+        self.rows <= caps.max_rows && self.bytes <= caps.max_bytes
+    }
 }
 
 /// Inserts one row into `table_name` (a table of the tenant schema, in `public`) of the
@@ -518,9 +689,9 @@ fn update_validated(
         Value::Object(patch),
     );
     let server = r.endpoint.server.name.clone();
-    r.attempt(|| {
+    r.attempt(Statement::Ours, || {
         remote::with_conn(&r.endpoint, |c| {
-            in_transaction(c, &r.caps, &server, |c| {
+            in_transaction(c, "BEGIN READ WRITE", &r.caps, &server, |c| {
                 let locked =
                     c.query_capped(&lock, std::slice::from_ref(&conditions), &r.caps, &server)?;
                 let mut writes = Vec::with_capacity(locked.rows.len());
@@ -543,17 +714,19 @@ fn update_validated(
     })?
 }
 
-/// Runs `body` in a `BEGIN READ WRITE` ... `COMMIT` transaction on `c`, rolled back when
+/// Runs `body` in a transaction opened by `begin` (`BEGIN READ WRITE` or `BEGIN READ ONLY`)
+/// ... `COMMIT` on `c`, rolled back when
 /// `body` fails (a remote error) or refuses (`Ok(Err(_))`: nothing is written). A cap or
 /// timeout stopping a statement inside it rolls everything back, so its `completed` tag (which
 /// would say the write stayed) is dropped.
 fn in_transaction<T, E>(
     c: &mut remote::Conn,
+    begin: &str,
     caps: &remote::Caps,
     server: &str,
     body: impl FnOnce(&mut remote::Conn) -> Result<Result<T, E>, remote::RemoteError>,
 ) -> Result<Result<T, E>, remote::RemoteError> {
-    c.query_capped("BEGIN READ WRITE", &[], caps, server)?;
+    c.query_capped(begin, &[], caps, server)?;
     let result = body(c);
     let end = if matches!(result, Ok(Ok(_))) {
         "COMMIT"

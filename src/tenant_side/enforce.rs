@@ -363,6 +363,9 @@ pub unsafe extern "C-unwind" fn messiah_enforce_custom_fields(
             datum.map(|d| super::tuple::readable_varlena(d, &mut short) as *mut pg_sys::Jsonb);
         let doc = jsonb.map(|p| Jb::root(p));
         let outcome = fields::validate_document(compiled, doc, op);
+        crate::monitor::counters::count_validation((*rel).rd_id, !outcome.errors.is_empty(), || {
+            qualified_name(rel)
+        });
         if !outcome.errors.is_empty() {
             let table = pgrx::name_data_to_str(&(*(*rel).rd_rel).relname).to_string();
             raise(
@@ -418,6 +421,25 @@ pub unsafe extern "C-unwind" fn messiah_enforce_custom_fields(
         let modified =
             pg_sys::heap_modify_tuple_by_cols(tuple, desc, 1, &mut col, &mut value, &mut null);
         pg_sys::Datum::from(modified)
+    }
+}
+
+/// `schema.table` of `rel`, for the validation counters.
+///
+/// # Safety
+/// `rel` is an open relation.
+unsafe fn qualified_name(rel: pg_sys::Relation) -> String {
+    // SAFETY: rel is open (the caller's contract); get_namespace_name returns a palloc'd
+    // copy or NULL.
+    unsafe {
+        let class = &*(*rel).rd_rel;
+        let ns = pg_sys::get_namespace_name(class.relnamespace);
+        let schema = if ns.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(ns).to_string_lossy().into_owned()
+        };
+        format!("{schema}.{}", pgrx::name_data_to_str(&class.relname))
     }
 }
 

@@ -4,4 +4,5 @@
 
 pub mod enforce;
 pub mod jsonb;
+pub mod stats;
 pub mod tuple;

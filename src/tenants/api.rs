@@ -674,6 +674,7 @@ fn messiah_set_tenant_status(tenant_id: Option<&str>, status: Option<&str>) -> J
         &[id.as_str().into(), status.as_str().into()],
     );
     catalog::bump_snapshot(&t).or_raise();
+    crate::cache::results::invalidate_tenant(id.as_str());
     // after COMMIT: the application role loses (or regains) LOGIN, its sessions are ended
     if t.lifecycle == "ready" {
         outbox::enqueue(outbox::Action::ApplyRoles, &t);
@@ -733,6 +734,7 @@ fn messiah_drop_tenant(
         .hint("Save the schema first (pg_dump --schema=tenant_<id>), then messiah_drop_tenant(tenant_id).")
         .raise();
     }
+    crate::cache::results::invalidate_tenant(id.as_str());
     let key = [t.row_id.as_str().into()];
     if t.lifecycle == "provisioning" {
         // Created in this transaction: its database does not exist yet and never will.

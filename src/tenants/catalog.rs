@@ -41,6 +41,9 @@ pub struct RouteRow {
     pub installation_id: String,
     /// `apply_roles` actions are queued for the tenant.
     pub roles_queued: bool,
+    /// The version of the tenant's catalog row (its `xmin`): every change to the row gives a
+    /// new one (the result cache's keys include it).
+    pub row_version: String,
 }
 
 /// Per-tenant limits (catalog columns), applied to the tenant's application role.
@@ -114,19 +117,21 @@ impl Tenant {
             "SELECT x.*, s.id::text, s.name, s.conninfo, s.status, i.id::text, \
                     EXISTS (SELECT 1 FROM messiah.outbox o WHERE o.tenant_id OPERATOR(pg_catalog.=) x.tenant_id \
                             AND o.action OPERATOR(pg_catalog.=) 'apply_roles')::text \
-             FROM (SELECT {COLUMNS} FROM messiah.tenants WHERE tenant_id = $1) x \
+             FROM (SELECT {COLUMNS}, xmin::text AS row_version FROM messiah.tenants WHERE tenant_id = $1) x \
              JOIN messiah.servers s ON s.id OPERATOR(pg_catalog.=) x.server_id::bigint \
              CROSS JOIN messiah.installation i"
         );
-        let mut row = crate::spi::text_rows(&q, &[tenant_id.into()], NCOLUMNS + 6)
+        let mut row = crate::spi::text_rows(&q, &[tenant_id.into()], NCOLUMNS + 7)
             .into_iter()
             .next()?;
-        let rest = row.split_off(NCOLUMNS);
+        let mut rest = row.split_off(NCOLUMNS);
+        let row_version = rest.remove(0).unwrap_or_default();
         Some(RouteRow {
             tenant: from_row(row),
             server: Server::from_text(&rest[..4]),
             installation_id: rest[4].clone().unwrap_or_default(),
             roles_queued: rest[5].as_deref() == Some("true"),
+            row_version,
         })
     }
 

@@ -274,7 +274,25 @@ pub fn refuse_existing(t: &Tenant, server: &Server) -> Result<(), Error> {
 /// installs the catalog copy in it, and marks the row `ready`.
 /// Errors: 42P04 if the database exists (it is left untouched); remote errors with a CONTEXT
 /// naming the tenant and server.
+///
+/// Counted (`monitor::counters`: started, failed, the duration of those that succeed).
 pub fn create_database(t: &Tenant) -> Result<(), Error> {
+    use crate::monitor::counters;
+    let started = std::time::Instant::now();
+    counters::update_db(|c| c.provisionings_started += 1);
+    let result = create_database_counted(t);
+    let us = started.elapsed().as_micros() as u64;
+    counters::update_db(|c| match &result {
+        Ok(()) => {
+            c.provisionings_done += 1;
+            c.provisioning_us += us;
+        }
+        Err(_) => c.provisionings_failed += 1,
+    });
+    result
+}
+
+fn create_database_counted(t: &Tenant) -> Result<(), Error> {
     let server = t.server()?;
     let tpl = ensure_template(&server)?;
     lock_database(&server, &t.database_name);

@@ -82,6 +82,14 @@ fn pass() -> i64 {
         }
         crate::tenants::provision::sweep(&servers, true)
     });
+    if let Ok(Ok(dropped)) = &swept {
+        let n = dropped.len() as u64;
+        crate::monitor::counters::update_db(|c| {
+            c.sweeps += 1;
+            c.last_sweep_ms = now_ms();
+            c.databases_swept += n;
+        });
+    }
     match swept {
         Ok(Ok(dropped)) if !dropped.is_empty() => {
             pgrx::log!(

@@ -24,12 +24,16 @@ mod hardening;
 mod health;
 #[path = "integration/lifecycle.rs"]
 mod lifecycle;
+#[path = "integration/metrics.rs"]
+mod metrics;
 #[path = "integration/privileged.rs"]
 mod privileged;
 #[path = "integration/reconcile.rs"]
 mod reconcile;
 #[path = "integration/restore.rs"]
 mod restore;
+#[path = "integration/results_cache.rs"]
+mod results_cache;
 #[path = "integration/routing.rs"]
 mod routing;
 #[path = "integration/rpc.rs"]

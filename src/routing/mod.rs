@@ -434,7 +434,11 @@ fn cached_query(r: &Route, query: &str, params: &[Param], max_age_ms: i64) -> Re
     );
     let started = std::time::Instant::now();
     let now = crate::worker::now_ms();
-    if let Some(cached) = results::lookup(&key, max_age_ms, now) {
+    // max_age 0 always runs the statement (and refreshes the entry)
+    let cached = (max_age_ms > 0)
+        .then(|| results::lookup(&key, max_age_ms, now))
+        .flatten();
+    if let Some(cached) = cached {
         if let Some(rows) = CachedRows::decode(&cached).filter(|c| c.within(&r.caps)) {
             crate::monitor::counters::count_routed(&r.tenant.tenant_id, false, started.elapsed());
             return Ok(rows.values);

@@ -15,7 +15,9 @@
 #     the same statement over a named dblink connection and over a direct session into the
 #     tenant database (pgbench -r per-statement latency, ROUTE_ROUNDS interleaved rounds of
 #     ROUTE_SECONDS each, medians).
-#  6. The catalog cache: the routed statement with messiah.catalog_cache off and on.
+#  6. The catalog cache: the routed statement with messiah.catalog_cache off and on; the
+#     lookup alone (messiah.route_lookup) off and on; the result cache: a routed read without
+#     max_age, with max_age 0 (read-only, refreshed) and served from the cache.
 #  7. Health: messiah_health() over BENCH_HEALTH_TENANTS (1000) tenants on two servers, then
 #     with the second server stopped.
 set -euo pipefail
@@ -285,6 +287,42 @@ printf "%-58s %9s %11s\n" "" "ms/call" "ratio"
 printf "%-58s %9.3f %10.2fx\n" "catalog read on every call (catalog_cache off, baseline)" "$u" 1
 printf "%-58s %9.3f %10.2fx\n" "catalog cache (on, the default)" "$k" "$(echo "$k / $u" | bc -l)"
 printf "messiah_tenant_query with the cache - dblink: %+.3f ms per call\n" "$(echo "$k - $b" | bc -l)"
+
+echo
+echo "== catalog lookup alone: messiah.route_lookup() with messiah.catalog_cache off and on (median of $R rounds of $S s) =="
+printf 'SET messiah.catalog_cache = off;\nSELECT messiah.route_lookup('"'"'bench_warm'"'"');\n' >"$tmp/lookup_off.sql"
+printf 'SET messiah.catalog_cache = on;\nSELECT messiah.route_lookup('"'"'bench_warm'"'"');\n' >"$tmp/lookup_on.sql"
+for r in $(seq 1 "$R"); do
+    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/lookup_off.sql" >"$tmp/out" 2>&1
+    lat "$tmp/out" "route_lookup" >>"$tmp/lookup_off.t"
+    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/lookup_on.sql" >"$tmp/out" 2>&1
+    lat "$tmp/out" "route_lookup" >>"$tmp/lookup_on.t"
+done
+lo=$(med lookup_off) ln=$(med lookup_on)
+printf "%-58s %9s %11s\n" "" "ms/call" "ratio"
+printf "%-58s %9.3f %10.2fx\n" "uncached lookup: the catalog read (baseline)" "$lo" 1
+printf "%-58s %9.3f %10.2fx\n" "cached lookup (per-backend catalog cache)" "$ln" "$(echo "$ln / $lo" | bc -l)"
+
+echo
+echo "== result cache: the routed read with max_age (median of $R rounds of $S s) =="
+printf "SELECT * FROM messiah_tenant_query('bench_warm', '%s', max_age => '10 minutes');\n" "$QSTMT" >"$tmp/rc_hit.sql"
+printf "SELECT * FROM messiah_tenant_query('bench_warm', '%s', max_age => '0');\n" "$QSTMT" >"$tmp/rc_refresh.sql"
+got=$(psql_ -Atc "SELECT * FROM messiah_tenant_query('bench_warm', '$QSTMT', max_age => '10 minutes')")
+[ "$got" = '{"name": "Routed", "email": "routed@example.com"}' ] || { echo "cached result: $got" >&2; exit 1; }
+for r in $(seq 1 "$R"); do
+    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/routed.sql" >"$tmp/out" 2>&1
+    lat "$tmp/out" "messiah_tenant_query" >>"$tmp/rc_none.t"
+    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/rc_refresh.sql" >"$tmp/out" 2>&1
+    lat "$tmp/out" "messiah_tenant_query" >>"$tmp/rc_refresh.t"
+    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/rc_hit.sql" >"$tmp/out" 2>&1
+    lat "$tmp/out" "messiah_tenant_query" >>"$tmp/rc_hit.t"
+done
+n0=$(med rc_none) n1=$(med rc_refresh) n2=$(med rc_hit)
+printf "%-58s %9s %11s\n" "" "ms/call" "ratio"
+printf "%-58s %9.3f %10.2fx\n" "no max_age: runs in the tenant database (baseline)" "$n0" 1
+printf "%-58s %9.3f %10.2fx\n" "max_age 0: runs READ ONLY and refreshes the entry" "$n1" "$(echo "$n1 / $n0" | bc -l)"
+printf "%-58s %9.3f %10.2fx\n" "max_age 10 minutes: served from the result cache" "$n2" "$(echo "$n2 / $n0" | bc -l)"
+psql_ -Atc "SELECT 'result cache: ' || string_agg(replace(metric, 'messiah_cache_', '') || ' ' || value, ', ') FROM messiah_metrics('messiah_cache_')"
 
 echo
 H=${BENCH_HEALTH_TENANTS:-1000}

@@ -340,5 +340,20 @@ unhealthy=$(val -c "SELECT count(*) FROM messiah_health() WHERE kind = 'tenant'
                     AND name = ANY (string_to_array('${TENANTS[*]}', ' ')) AND status <> 'healthy'")
 [ "$unhealthy" = 0 ] || die "$unhealthy of the demo's tenants are not healthy"
 
+section "Metrics (messiah_metrics(): Prometheus names; validations gathered from each server)"
+q -c "SELECT metric, coalesce(labels->>'tenant', labels->>'server', '') AS label, value, type
+      FROM messiah_metrics()
+      WHERE metric IN ('messiah_tenants', 'messiah_provisionings_started_total',
+                       'messiah_provisioning_duration_seconds_sum', 'messiah_field_validations_total',
+                       'messiah_field_rejections_total', 'messiah_routed_calls_total', 'messiah_server_counters_up')
+        AND (NOT labels ? 'tenant' OR labels->>'tenant' = ANY (string_to_array('${TENANTS[*]}', ' ')))
+      ORDER BY metric, label, labels->>'table'"
+validated=$(val -c "SELECT coalesce(sum(value), 0)::bigint FROM messiah_metrics('messiah_field_validations_total')
+                    WHERE labels->>'tenant' = ANY (string_to_array('${TENANTS[*]}', ' '))")
+[ "$validated" -gt 0 ] || die "no validation was counted for the demo's tenants"
+q -c "SELECT tenant_id, server, routed_calls, rows_validated, rows_rejected,
+             pg_size_pretty(database_size_bytes) AS size
+      FROM messiah_tenant_stats() WHERE tenant_id = ANY (string_to_array('${TENANTS[*]}', ' ')) ORDER BY 1"
+
 section "Done"
 echo "tenants: ${TENANTS[*]} (psql -d tenant_<id>; drop with SELECT messiah_drop_tenant('<id>'))"

@@ -157,6 +157,8 @@ COMMENT ON FUNCTION messiah.create_tenant_database(uuid) IS
 $$Internal (deferred trigger at COMMIT, reconcile): creates the database of a provisioning tenant under a temporary name carrying this installation and the creating transaction, marks it, renames it to tenant_<id>, installs the catalog copy, marks the row ready. 42P04 if it exists.$$;
 COMMENT ON FUNCTION messiah.register_local_server() IS
 $$Internal (CREATE EXTENSION): registers this cluster as the server local (first Unix socket directory, port, the extension owner).$$;
+COMMENT ON FUNCTION messiah.route_lookup(text) IS
+$$Internal (diagnosis; the benchmark of the lookup alone): the catalog entry a routed call uses for tenant_id, through the per-backend catalog cache when messiah.catalog_cache is on: {"tenant_id","server","database","status","lifecycle","row_version"} or NULL. Opens no connection. Not granted.$$;
 COMMENT ON FUNCTION messiah.regrant_admins() IS
 $$Internal (every extension script): re-grants the management functions to the roles recorded by messiah_grant_admin.$$;
 COMMENT ON FUNCTION messiah.tenants_provision() IS

@@ -61,7 +61,10 @@ impl Region {
 
 /// Every region messiah asks for.
 fn regions() -> [&'static Region; 2] {
-    [&crate::monitor::counters::REGION, &crate::cache::results::REGION]
+    [
+        &crate::monitor::counters::REGION,
+        &crate::cache::results::REGION,
+    ]
 }
 
 static mut PREV_REQUEST: pg_sys::shmem_request_hook_type = None;

@@ -23,3 +23,26 @@ fn messiah_cache_clear(tenant_id: default!(Option<&str>, "NULL")) -> i64 {
         }
     }
 }
+
+#[pg_schema]
+mod messiah {
+    use pgrx::prelude::*;
+
+    /// Internal (diagnosis and the benchmark of the lookup alone): what a routed call looks
+    /// up for `tenant_id`, through the catalog cache when `messiah.catalog_cache` is on:
+    /// `{"tenant_id", "server", "database", "status", "lifecycle", "row_version"}`, or NULL
+    /// when no such tenant. Opens no connection.
+    #[pg_extern(security_definer, stable, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn route_lookup(tenant_id: &str) -> Option<pgrx::JsonB> {
+        let r = super::catalog::route_row(tenant_id)?;
+        Some(pgrx::JsonB(serde_json::json!({
+            "tenant_id": r.tenant.tenant_id,
+            "server": r.server.name,
+            "database": r.tenant.database_name,
+            "status": r.tenant.status,
+            "lifecycle": r.tenant.lifecycle,
+            "row_version": r.row_version,
+        })))
+    }
+}

@@ -87,8 +87,7 @@ pub static REGION: Region = Region::new(c"messiah_result_cache", || {
 });
 
 /// Per block: its bytes, its chain link, one entry and one bucket.
-const PER_BLOCK: usize =
-    BLOCK + std::mem::size_of::<u32>() * 2 + std::mem::size_of::<Entry>();
+const PER_BLOCK: usize = BLOCK + std::mem::size_of::<u32>() * 2 + std::mem::size_of::<Entry>();
 
 /// Views of the region's parts.
 struct Cache {
@@ -187,7 +186,10 @@ impl Cache {
         let mut i = *self.bucket(hash);
         while i != NIL {
             let e = *self.e(i);
-            if e.hash == hash && e.key_len as usize == key.len() && self.read(i, 0, key.len()) == key {
+            if e.hash == hash
+                && e.key_len as usize == key.len()
+                && self.read(i, 0, key.len()) == key
+            {
                 return Some(i);
             }
             i = e.chain;
@@ -277,7 +279,14 @@ impl Cache {
         h.free_entry = i;
     }
 
-    fn store(&self, hash: u64, (db, tenant): (u32, u64), key: &[u8], value: &[u8], created_ms: i64) {
+    fn store(
+        &self,
+        hash: u64,
+        (db, tenant): (u32, u64),
+        key: &[u8],
+        value: &[u8],
+        created_ms: i64,
+    ) {
         if let Some(old) = self.find(hash, key) {
             self.remove(old);
         }
@@ -482,7 +491,13 @@ pub fn generation(key: &Key) -> u64 {
 pub fn store(key: &Key, generation: u64, value: &[u8], created_ms: i64) {
     with_cache(|c| {
         if c.h().generations[(key.tenant % GENERATIONS as u64) as usize] == generation {
-            c.store(key.hash, (key.db, key.tenant), &key.bytes, value, created_ms);
+            c.store(
+                key.hash,
+                (key.db, key.tenant),
+                &key.bytes,
+                value,
+                created_ms,
+            );
         }
     });
 }
@@ -578,7 +593,9 @@ mod tests {
     fn least_recently_used_goes_first_and_sizes_add_up() {
         with_region(64, |c| {
             let value = vec![7u8; 3 * BLOCK];
-            let keys: Vec<Key> = (0..40).map(|i| key("acme", &format!("SELECT {i}"))).collect();
+            let keys: Vec<Key> = (0..40)
+                .map(|i| key("acme", &format!("SELECT {i}")))
+                .collect();
             for (n, k) in keys.iter().enumerate() {
                 c.store(k.hash, (k.db, k.tenant), &k.bytes, &value, n as i64);
                 // touch the first key each time: it stays
@@ -596,7 +613,10 @@ mod tests {
             assert_eq!(c.read(i, keys[39].bytes.len(), value.len()), value);
             let entries = c.h().entries as u64;
             assert_eq!(c.invalidate(Which::Database(1)), entries);
-            assert_eq!((c.h().entries, c.h().free_blocks, c.h().bytes), (0, c.n as u32, 0));
+            assert_eq!(
+                (c.h().entries, c.h().free_blocks, c.h().bytes),
+                (0, c.n as u32, 0)
+            );
         });
     }
 
@@ -604,7 +624,13 @@ mod tests {
     fn an_entry_larger_than_an_eighth_is_not_stored() {
         with_region(64, |c| {
             let k = key("acme", "SELECT big");
-            c.store(k.hash, (k.db, k.tenant), &k.bytes, &vec![0u8; c.n * BLOCK / 4], 0);
+            c.store(
+                k.hash,
+                (k.db, k.tenant),
+                &k.bytes,
+                &vec![0u8; c.n * BLOCK / 4],
+                0,
+            );
             assert!(c.find(k.hash, &k.bytes).is_none());
         });
     }

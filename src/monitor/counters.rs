@@ -299,5 +299,11 @@ pub fn update_db(f: impl FnOnce(&mut DbCounters)) {
 /// This admin database's counters (zero when none were counted yet).
 pub fn db_counts() -> Option<DbCounters> {
     let db = this_db();
-    with_locked(|s| s.dbs.iter().find(|d| d.db == db).copied().unwrap_or_default())
+    with_locked(|s| {
+        s.dbs
+            .iter()
+            .find(|d| d.db == db)
+            .copied()
+            .unwrap_or_default()
+    })
 }

@@ -48,36 +48,104 @@ pub struct Sample {
 /// A metric family: name, type and help, defined once.
 struct Family(&'static str, Kind, &'static str);
 
-const TENANTS: Family = Family("messiah_tenants", Kind::Gauge, "Tenants in the catalog, by status (the lifecycle while not ready) and server.");
-const PROV_STARTED: Family = Family("messiah_provisionings_started_total", Kind::Counter, "Tenant database creations started (at COMMIT of messiah_create_tenant, or by reconcile).");
-const PROV_FAILED: Family = Family("messiah_provisionings_failed_total", Kind::Counter, "Tenant database creations that failed.");
-const PROV_SUM: Family = Family("messiah_provisioning_duration_seconds_sum", Kind::Counter, "Seconds spent in tenant database creations that succeeded.");
-const PROV_COUNT: Family = Family("messiah_provisioning_duration_seconds_count", Kind::Counter, "Tenant database creations that succeeded.");
+const TENANTS: Family = Family(
+    "messiah_tenants",
+    Kind::Gauge,
+    "Tenants in the catalog, by status (the lifecycle while not ready) and server.",
+);
+const PROV_STARTED: Family = Family(
+    "messiah_provisionings_started_total",
+    Kind::Counter,
+    "Tenant database creations started (at COMMIT of messiah_create_tenant, or by reconcile).",
+);
+const PROV_FAILED: Family = Family(
+    "messiah_provisionings_failed_total",
+    Kind::Counter,
+    "Tenant database creations that failed.",
+);
+const PROV_SUM: Family = Family(
+    "messiah_provisioning_duration_seconds_sum",
+    Kind::Counter,
+    "Seconds spent in tenant database creations that succeeded.",
+);
+const PROV_COUNT: Family = Family(
+    "messiah_provisioning_duration_seconds_count",
+    Kind::Counter,
+    "Tenant database creations that succeeded.",
+);
 const VALIDATED: Family = Family("messiah_field_validations_total", Kind::Counter, "Rows whose custom_fields the trigger validated, by tenant and table (counted on the tenant's server since it started).");
-const REJECTED: Family = Family("messiah_field_rejections_total", Kind::Counter, "Rows the trigger rejected (23514), by tenant and table.");
+const REJECTED: Family = Family(
+    "messiah_field_rejections_total",
+    Kind::Counter,
+    "Rows the trigger rejected (23514), by tenant and table.",
+);
 const ROUTED: Family = Family("messiah_routed_calls_total", Kind::Counter, "Routed calls (messiah_tenant_query, _insert, _update, _delete), by tenant; reads served from the result cache included.");
-const ROUTED_ERRORS: Family = Family("messiah_routed_errors_total", Kind::Counter, "Routed calls that failed in or on the way to the tenant's database, by tenant.");
-const ROUTED_SUM: Family = Family("messiah_routed_duration_seconds_sum", Kind::Counter, "Seconds spent in routed calls, by tenant.");
-const ROUTED_COUNT: Family = Family("messiah_routed_duration_seconds_count", Kind::Counter, "Routed calls timed, by tenant.");
-const CACHE_HITS: Family = Family("messiah_cache_hits_total", Kind::Counter, "Routed reads served from the result cache (cluster-wide).");
-const CACHE_MISSES: Family = Family("messiah_cache_misses_total", Kind::Counter, "Routed reads with max_age not found in the result cache, or found older than max_age.");
-const CACHE_EVICTIONS: Family = Family("messiah_cache_evictions_total", Kind::Counter, "Result cache entries evicted to make room (least recently used first).");
-const CACHE_ENTRIES: Family = Family("messiah_cache_entries", Kind::Gauge, "Entries in the result cache.");
-const CACHE_BYTES: Family = Family("messiah_cache_bytes", Kind::Gauge, "Bytes of keys and values held by the result cache.");
-const CACHE_CAPACITY: Family = Family("messiah_cache_capacity_bytes", Kind::Gauge, "Bytes the result cache may hold (messiah.result_cache_size, less its directory).");
-const SWEEPS: Family = Family("messiah_sweeper_runs_total", Kind::Counter, "Executor passes that swept the servers for databases left by aborted creations.");
-const SWEEP_LAST: Family = Family("messiah_sweeper_last_run_timestamp_seconds", Kind::Gauge, "Unix time of the last sweep (0: none since the server started).");
-const SWEPT: Family = Family("messiah_sweeper_databases_swept_total", Kind::Counter, "Databases the sweeps dropped.");
+const ROUTED_ERRORS: Family = Family(
+    "messiah_routed_errors_total",
+    Kind::Counter,
+    "Routed calls that failed in or on the way to the tenant's database, by tenant.",
+);
+const ROUTED_SUM: Family = Family(
+    "messiah_routed_duration_seconds_sum",
+    Kind::Counter,
+    "Seconds spent in routed calls, by tenant.",
+);
+const ROUTED_COUNT: Family = Family(
+    "messiah_routed_duration_seconds_count",
+    Kind::Counter,
+    "Routed calls timed, by tenant.",
+);
+const CACHE_HITS: Family = Family(
+    "messiah_cache_hits_total",
+    Kind::Counter,
+    "Routed reads served from the result cache (cluster-wide).",
+);
+const CACHE_MISSES: Family = Family(
+    "messiah_cache_misses_total",
+    Kind::Counter,
+    "Routed reads with max_age not found in the result cache, or found older than max_age.",
+);
+const CACHE_EVICTIONS: Family = Family(
+    "messiah_cache_evictions_total",
+    Kind::Counter,
+    "Result cache entries evicted to make room (least recently used first).",
+);
+const CACHE_ENTRIES: Family = Family(
+    "messiah_cache_entries",
+    Kind::Gauge,
+    "Entries in the result cache.",
+);
+const CACHE_BYTES: Family = Family(
+    "messiah_cache_bytes",
+    Kind::Gauge,
+    "Bytes of keys and values held by the result cache.",
+);
+const CACHE_CAPACITY: Family = Family(
+    "messiah_cache_capacity_bytes",
+    Kind::Gauge,
+    "Bytes the result cache may hold (messiah.result_cache_size, less its directory).",
+);
+const SWEEPS: Family = Family(
+    "messiah_sweeper_runs_total",
+    Kind::Counter,
+    "Executor passes that swept the servers for databases left by aborted creations.",
+);
+const SWEEP_LAST: Family = Family(
+    "messiah_sweeper_last_run_timestamp_seconds",
+    Kind::Gauge,
+    "Unix time of the last sweep (0: none since the server started).",
+);
+const SWEPT: Family = Family(
+    "messiah_sweeper_databases_swept_total",
+    Kind::Counter,
+    "Databases the sweeps dropped.",
+);
 const SERVER_UP: Family = Family("messiah_server_counters_up", Kind::Gauge, "1 when the server's validation counters were gathered, 0 when not (unreachable, or messiah not preloaded there).");
-const OVERFLOW: Family = Family("messiah_counter_overflow_total", Kind::Counter, "Counts dropped because a counter table in shared memory was full (this cluster).");
-
-/// Every family `messiah_metrics()` may return, in its order (the exporter file lists them).
-pub const FAMILIES: &[&str] = &[
-    TENANTS.0, PROV_STARTED.0, PROV_FAILED.0, PROV_SUM.0, PROV_COUNT.0, VALIDATED.0,
-    REJECTED.0, ROUTED.0, ROUTED_ERRORS.0, ROUTED_SUM.0, ROUTED_COUNT.0, CACHE_HITS.0,
-    CACHE_MISSES.0, CACHE_EVICTIONS.0, CACHE_ENTRIES.0, CACHE_BYTES.0, CACHE_CAPACITY.0,
-    SWEEPS.0, SWEEP_LAST.0, SWEPT.0, SERVER_UP.0, OVERFLOW.0,
-];
+const OVERFLOW: Family = Family(
+    "messiah_counter_overflow_total",
+    Kind::Counter,
+    "Counts dropped because a counter table in shared memory was full (this cluster).",
+);
 
 struct Out<'a> {
     prefix: Option<&'a str>,
@@ -387,8 +455,12 @@ pub fn tenant_stats() -> Vec<TenantStats> {
             let server = servers.iter().find(|s| s.id == t.server_id);
             let server_name = server.map(|s| s.name.clone()).unwrap_or_default();
             let g = gathered.iter().find(|g| g.server == server_name);
-            let tables = g.into_iter().flat_map(|g| &g.tables).filter(|c| c.tenant_id == t.tenant_id);
-            let (validated, rejected) = tables.fold((0, 0), |(v, r), c| (v + c.validated, r + c.rejected));
+            let tables = g
+                .into_iter()
+                .flat_map(|g| &g.tables)
+                .filter(|c| c.tenant_id == t.tenant_id);
+            let (validated, rejected) =
+                tables.fold((0, 0), |(v, r), c| (v + c.validated, r + c.rejected));
             let r = routed.get(&t.tenant_id).cloned().unwrap_or_default();
             TenantStats {
                 server: server_name,
@@ -411,7 +483,31 @@ pub fn tenant_stats() -> Vec<TenantStats> {
 
 #[cfg(test)]
 mod tests {
-    use super::FAMILIES;
+    /// Every family `messiah_metrics()` may return, in its order (the exporter file lists them).
+    const FAMILIES: &[&str] = &[
+        super::TENANTS.0,
+        super::PROV_STARTED.0,
+        super::PROV_FAILED.0,
+        super::PROV_SUM.0,
+        super::PROV_COUNT.0,
+        super::VALIDATED.0,
+        super::REJECTED.0,
+        super::ROUTED.0,
+        super::ROUTED_ERRORS.0,
+        super::ROUTED_SUM.0,
+        super::ROUTED_COUNT.0,
+        super::CACHE_HITS.0,
+        super::CACHE_MISSES.0,
+        super::CACHE_EVICTIONS.0,
+        super::CACHE_ENTRIES.0,
+        super::CACHE_BYTES.0,
+        super::CACHE_CAPACITY.0,
+        super::SWEEPS.0,
+        super::SWEEP_LAST.0,
+        super::SWEPT.0,
+        super::SERVER_UP.0,
+        super::OVERFLOW.0,
+    ];
 
     /// The shipped exporter file has one query per family, named so that the exporter's
     /// `<query>_<column>` is the family's name.
@@ -429,8 +525,14 @@ mod tests {
             let rest = &file[at + 1..];
             let end = rest[1..].find("\nmessiah").map_or(rest.len(), |e| e + 1);
             let block = &rest[..end];
-            assert!(block.contains(&format!("    - {column}:\n")), "{f}: column {column}");
-            assert!(block.contains(&format!("'{f}")), "{f}: not asked for in its query");
+            assert!(
+                block.contains(&format!("    - {column}:\n")),
+                "{f}: column {column}"
+            );
+            assert!(
+                block.contains(&format!("'{f}")),
+                "{f}: not asked for in its query"
+            );
         }
     }
 }

@@ -167,7 +167,9 @@ impl Route {
         let started = std::time::Instant::now();
         let result = self.attempt_once(f);
         if kind.may_write() {
-            crate::cache::results::invalidate(crate::cache::results::Which::Tenant(self.tenant_hash()));
+            crate::cache::results::invalidate(crate::cache::results::Which::Tenant(
+                self.tenant_hash(),
+            ));
         }
         crate::monitor::counters::count_routed(
             &self.tenant.tenant_id,
@@ -184,10 +186,7 @@ impl Route {
         crate::cache::results::tenant_hash(db, &self.tenant.tenant_id)
     }
 
-    fn attempt_once<T>(
-        &self,
-        f: impl Fn() -> Result<T, remote::RemoteError>,
-    ) -> Result<T, Error> {
+    fn attempt_once<T>(&self, f: impl Fn() -> Result<T, remote::RemoteError>) -> Result<T, Error> {
         let result = match f() {
             Err(remote::RemoteError::Refused { ref sqlstate, .. })
                 if (sqlstate == "28P01" || sqlstate == "28000") && self.may_reapply()? =>
@@ -415,7 +414,12 @@ fn as_objects(rows: &Rows) -> Vec<Value> {
 /// cached (see `cache::results` for why an entry is never another tenant's, nor older than a
 /// routed write). A cached result larger than this caller's caps is not served (the statement
 /// runs and hits the cap).
-fn cached_query(r: &Route, query: &str, params: &[Param], max_age_ms: i64) -> Result<Vec<Value>, Error> {
+fn cached_query(
+    r: &Route,
+    query: &str,
+    params: &[Param],
+    max_age_ms: i64,
+) -> Result<Vec<Value>, Error> {
     use crate::cache::results;
     if !results::available() {
         pgrx::notice!(
@@ -447,7 +451,13 @@ fn cached_query(r: &Route, query: &str, params: &[Param], max_age_ms: i64) -> Re
     let generation = results::generation(&key);
     let rows = run_read_only(r, query, params)?;
     let values = as_objects(&rows);
-    let bytes = rows.rows.iter().flatten().flatten().map(|v| v.len() as u64).sum();
+    let bytes = rows
+        .rows
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|v| v.len() as u64)
+        .sum();
     let entry = CachedRows {
         rows: rows.rows.len() as u64,
         bytes,

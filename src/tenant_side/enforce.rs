@@ -363,9 +363,11 @@ pub unsafe extern "C-unwind" fn messiah_enforce_custom_fields(
             datum.map(|d| super::tuple::readable_varlena(d, &mut short) as *mut pg_sys::Jsonb);
         let doc = jsonb.map(|p| Jb::root(p));
         let outcome = fields::validate_document(compiled, doc, op);
-        crate::monitor::counters::count_validation((*rel).rd_id, !outcome.errors.is_empty(), || {
-            qualified_name(rel)
-        });
+        crate::monitor::counters::count_validation(
+            (*rel).rd_id,
+            !outcome.errors.is_empty(),
+            || qualified_name(rel),
+        );
         if !outcome.errors.is_empty() {
             let table = pgrx::name_data_to_str(&(*(*rel).rd_rel).relname).to_string();
             raise(

@@ -26,7 +26,10 @@ fn sql_metrics(c: &mut Client) -> BTreeMap<String, f64> {
             .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
             .collect();
         l.sort();
-        (format!("{}{{{}}}", r.get::<_, String>(0), l.join(",")), r.get(2))
+        (
+            format!("{}{{{}}}", r.get::<_, String>(0), l.join(",")),
+            r.get(2),
+        )
     })
     .collect()
 }
@@ -89,7 +92,10 @@ impl Drop for Exporter {
 
 fn start_exporter() -> Exporter {
     let (host, port) = host_port();
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/monitoring/postgres_exporter.yaml");
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/monitoring/postgres_exporter.yaml"
+    );
     let child = std::process::Command::new("prometheus-postgres-exporter")
         .env(
             "DATA_SOURCE_NAME",
@@ -104,7 +110,11 @@ fn start_exporter() -> Exporter {
         .spawn()
         .expect("prometheus-postgres-exporter (scripts/deps.sh installs it)");
     assert!(
-        wait_until(20, || std::net::TcpStream::connect(("127.0.0.1", EXPORTER_PORT)).is_ok()),
+        wait_until(20, || std::net::TcpStream::connect((
+            "127.0.0.1",
+            EXPORTER_PORT
+        ))
+        .is_ok()),
         "the exporter did not listen"
     );
     Exporter(child)
@@ -148,7 +158,10 @@ fn counters_gathered_from_every_server_and_scraped_by_the_exporter() {
         "SELECT messiah_tenant_insert('it_mx_a', 'clients', '{\"name\": \"n\", \"score\": \"x\"}')",
     );
     assert_eq!(sqlstate(&e), "23514");
-    let e = fails(&mut c, "SELECT * FROM messiah_tenant_query('it_mx_a', 'SELECT nope')");
+    let e = fails(
+        &mut c,
+        "SELECT * FROM messiah_tenant_query('it_mx_a', 'SELECT nope')",
+    );
     assert_eq!(sqlstate(&e), "42703");
     let mut t = connect("tenant_it_mx_a");
     t.execute(
@@ -175,19 +188,52 @@ fn counters_gathered_from_every_server_and_scraped_by_the_exporter() {
     }
 
     let m = sql_metrics(&mut c);
-    assert_eq!(value(&m, "messiah_field_validations_total{table=clients,tenant=it_mx_a}"), 5.0);
-    assert_eq!(value(&m, "messiah_field_rejections_total{table=clients,tenant=it_mx_a}"), 1.0);
-    assert_eq!(value(&m, "messiah_field_validations_total{table=clients,tenant=it_mx_b}"), 2.0);
-    assert_eq!(value(&m, "messiah_field_rejections_total{table=clients,tenant=it_mx_b}"), 0.0);
+    assert_eq!(
+        value(
+            &m,
+            "messiah_field_validations_total{table=clients,tenant=it_mx_a}"
+        ),
+        5.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "messiah_field_rejections_total{table=clients,tenant=it_mx_a}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "messiah_field_validations_total{table=clients,tenant=it_mx_b}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "messiah_field_rejections_total{table=clients,tenant=it_mx_b}"
+        ),
+        0.0
+    );
     assert_eq!(value(&m, "messiah_server_counters_up{server=mx2}"), 1.0);
     // routed: 3 inserts + 1 failed query reached the tenant (the refused insert was not sent)
     assert_eq!(value(&m, "messiah_routed_calls_total{tenant=it_mx_a}"), 4.0);
-    assert_eq!(value(&m, "messiah_routed_errors_total{tenant=it_mx_a}"), 1.0);
+    assert_eq!(
+        value(&m, "messiah_routed_errors_total{tenant=it_mx_a}"),
+        1.0
+    );
     assert_eq!(value(&m, "messiah_routed_calls_total{tenant=it_mx_b}"), 2.0);
-    assert_eq!(value(&m, "messiah_tenants{server=local,status=active}"), 1.0);
+    assert_eq!(
+        value(&m, "messiah_tenants{server=local,status=active}"),
+        1.0
+    );
     assert_eq!(value(&m, "messiah_tenants{server=mx2,status=active}"), 1.0);
     assert_eq!(value(&m, "messiah_provisionings_started_total{}"), 2.0);
-    assert_eq!(value(&m, "messiah_provisioning_duration_seconds_count{}"), 2.0);
+    assert_eq!(
+        value(&m, "messiah_provisioning_duration_seconds_count{}"),
+        2.0
+    );
     assert!(value(&m, "messiah_provisioning_duration_seconds_sum{}") > 0.0);
     let (calls, errors, validated, rejected, size) = stats(&mut c, "it_mx_a");
     assert_eq!((calls, errors, validated, rejected), (4, 1, 5, 1));
@@ -216,7 +262,13 @@ fn counters_gathered_from_every_server_and_scraped_by_the_exporter() {
     other.stop();
     let m = sql_metrics(&mut c);
     assert_eq!(value(&m, "messiah_server_counters_up{server=mx2}"), 0.0);
-    assert_eq!(value(&m, "messiah_field_validations_total{table=clients,tenant=it_mx_a}"), 5.0);
+    assert_eq!(
+        value(
+            &m,
+            "messiah_field_validations_total{table=clients,tenant=it_mx_a}"
+        ),
+        5.0
+    );
     assert!(!m.contains_key("messiah_field_validations_total{table=clients,tenant=it_mx_b}"));
     let (_, _, validated, _, size) = stats(&mut c, "it_mx_b");
     assert_eq!((validated, size), (0, None));

@@ -124,10 +124,7 @@ fn cached_reads_are_per_tenant_shared_bounded_and_invalidated_by_routed_writes()
         .unwrap()
         .get(0);
     assert_eq!(cleared, 2, "the entries of it_rc_a and it_rc_b");
-    assert_eq!(
-        names(&mut c, B, ten).unwrap(),
-        ["beta", "beta-direct"]
-    );
+    assert_eq!(names(&mut c, B, ten).unwrap(), ["beta", "beta-direct"]);
 }
 
 #[test]
@@ -153,7 +150,10 @@ fn a_cached_read_never_writes_and_keeps_the_callers_caps() {
     // the cached result has 3 rows: a caller allowed 2 gets 54000, not the cached rows
     assert_eq!(names(c, "it_rc_w", "1 hour").unwrap().len(), 3);
     c.batch_execute("SET messiah.route_max_rows = 2").unwrap();
-    assert_eq!(sqlstate(&names(c, "it_rc_w", "1 hour").unwrap_err()), "54000");
+    assert_eq!(
+        sqlstate(&names(c, "it_rc_w", "1 hour").unwrap_err()),
+        "54000"
+    );
     c.batch_execute("RESET messiah.route_max_rows").unwrap();
     // a negative max_age is an error; NULL does not cache
     let e = names(c, "it_rc_w", "-1 second").unwrap_err();
@@ -191,7 +191,11 @@ fn a_read_that_overlaps_a_routed_write_does_not_store_its_older_result() {
     });
     std::thread::sleep(std::time::Duration::from_millis(500));
     routed_insert(c, "it_rc_r", "second");
-    assert_eq!(slow.join().unwrap(), 1, "the slow read ran on its older snapshot");
+    assert_eq!(
+        slow.join().unwrap(),
+        1,
+        "the slow read ran on its older snapshot"
+    );
     let rows = c
         .query(
             "SELECT r->>'name' FROM messiah_tenant_query('it_rc_r', \

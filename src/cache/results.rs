@@ -99,6 +99,10 @@ struct Cache {
     n: usize,
 }
 
+// The accessors hand out `&mut` into shared memory from `&self`: a `Cache` is a view of the
+// region, only made under its exclusive lock (`with_cache`), and no two live references to
+// one element are held at once (each use reads or writes one field and drops it).
+#[allow(clippy::mut_from_ref)]
 impl Cache {
     /// # Safety
     /// `base` is the region's base, `size` its size, and the caller holds its lock.

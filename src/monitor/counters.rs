@@ -76,7 +76,7 @@ struct Shared {
 }
 
 /// The counters' region (about 3.5 MB).
-pub static REGION: Region = Region::new(c"messiah_counters", || std::mem::size_of::<Shared>());
+pub static REGION: Region = Region::new(c"messiah_counters", std::mem::size_of::<Shared>);
 
 fn shared() -> Option<&'static Shared> {
     // SAFETY: the region is at least size_of::<Shared>() bytes, zeroed at creation (a valid

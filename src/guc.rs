@@ -204,6 +204,19 @@ pub fn register() {
         GucContext::Suset,
         true,
     );
+    GucRegistry::define_string_guc(
+        c"messiah.key_file",
+        c"File holding the keys that encrypt secrets in the catalog (one 64-hex-digit key per line, first line encrypts).",
+        c"Must be readable only by the server's OS user (mode 0600 or 0400).",
+        &KEY_FILE,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
+    );
+}
+
+/// Registers the GUCs read at server start (PGC_POSTMASTER): Postgres allows them only while
+/// `shared_preload_libraries` is processed, which is also the only way they can matter.
+pub fn register_preloaded() {
     GucRegistry::define_int_guc(
         c"messiah.result_cache_size",
         c"Shared memory for results of routed reads cached with max_age (messiah_tenant_query); 0 turns the cache off. Needs messiah in shared_preload_libraries.",
@@ -213,14 +226,6 @@ pub fn register() {
         4 * 1024 * 1024,
         GucContext::Postmaster,
         GucFlags::UNIT_KB,
-    );
-    GucRegistry::define_string_guc(
-        c"messiah.key_file",
-        c"File holding the keys that encrypt secrets in the catalog (one 64-hex-digit key per line, first line encrypts).",
-        c"Must be readable only by the server's OS user (mode 0600 or 0400).",
-        &KEY_FILE,
-        GucContext::Suset,
-        GucFlags::SUPERUSER_ONLY,
     );
 }
 

@@ -56,6 +56,7 @@ pub extern "C-unwind" fn _PG_init() {
     guc::register();
     // SAFETY: reading a plain global that Postgres sets before loading preload libraries.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        guc::register_preloaded();
         worker::init_preloaded();
         shmem::init_preloaded();
     }

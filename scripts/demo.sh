@@ -341,13 +341,14 @@ unhealthy=$(val -c "SELECT count(*) FROM messiah_health() WHERE kind = 'tenant'
 [ "$unhealthy" = 0 ] || die "$unhealthy of the demo's tenants are not healthy"
 
 section "Metrics (messiah_metrics(): Prometheus names; validations gathered from each server)"
-q -c "SELECT metric, coalesce(labels->>'tenant', labels->>'server', '') AS label, value, type
+q -c "SELECT metric, coalesce(labels->>'tenant' || coalesce(' ' || (labels->>'table'), ''), labels->>'server', '') AS labels,
+             value, type
       FROM messiah_metrics()
       WHERE metric IN ('messiah_tenants', 'messiah_provisionings_started_total',
                        'messiah_provisioning_duration_seconds_sum', 'messiah_field_validations_total',
                        'messiah_field_rejections_total', 'messiah_routed_calls_total', 'messiah_server_counters_up')
         AND (NOT labels ? 'tenant' OR labels->>'tenant' = ANY (string_to_array('${TENANTS[*]}', ' ')))
-      ORDER BY metric, label, labels->>'table'"
+      ORDER BY 1, 2"
 validated=$(val -c "SELECT coalesce(sum(value), 0)::bigint FROM messiah_metrics('messiah_field_validations_total')
                     WHERE labels->>'tenant' = ANY (string_to_array('${TENANTS[*]}', ' '))")
 [ "$validated" -gt 0 ] || die "no validation was counted for the demo's tenants"

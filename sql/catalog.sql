@@ -127,7 +127,11 @@ CREATE TABLE messiah.tenants (
     credential_key_id text,
     -- the tenant's roles on its server: the application role (LOGIN) is named like its
     -- database; the owner role (NOLOGIN) owns the tenant's tables
-    owner_role      text NOT NULL GENERATED ALWAYS AS ('owner_' || tenant_id) STORED
+    owner_role      text NOT NULL GENERATED ALWAYS AS ('owner_' || tenant_id) STORED,
+    -- the highest tenant schema migration applied in its database, as the last
+    -- messiah_migrate_tenants found it there (the database's own record is the truth)
+    migration_version bigint NOT NULL DEFAULT 0,
+    migrated_at     timestamptz
 );
 -- one provisioned tenant per database name (supabase tenants share their project's database)
 CREATE UNIQUE INDEX tenants_database_name_key ON messiah.tenants (database_name)
@@ -231,6 +235,19 @@ CREATE TABLE messiah.admin_roles (
 );
 COMMENT ON TABLE messiah.admin_roles IS
   'Roles granted the management functions with messiah_grant_admin().';
+
+-- Tenant schema migrations (messiah_add_migration): applied in ascending version order to
+-- every tenant database by messiah_migrate_tenants, and to each server's template, so new
+-- tenants start with all of them (src/fleet/migrations.rs).
+CREATE TABLE messiah.migrations (
+    version     bigint PRIMARY KEY CONSTRAINT migrations_version CHECK (version > 0),
+    sql         text NOT NULL,
+    checksum    text NOT NULL,
+    description text,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE messiah.migrations IS
+  'Tenant schema migrations (version, SQL, sha256 checksum); immutable once applied in any tenant database.';
 
 -- Versions of catalog copies (tenants.snapshot_version). A sequence, because its values
 -- are never reused after a rollback.

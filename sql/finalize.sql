@@ -33,6 +33,7 @@ SELECT pg_catalog.pg_extension_config_dump('messiah.extension_field_definitions'
 SELECT pg_catalog.pg_extension_config_dump('messiah.extension_field_definitions_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.detached_databases', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.admin_roles', '');
+SELECT pg_catalog.pg_extension_config_dump('messiah.migrations', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.snapshot_version_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('messiah.servers', 'WHERE name <> ''local''');
 SELECT pg_catalog.pg_extension_config_dump('messiah.servers_id_seq', '');
@@ -107,6 +108,12 @@ COMMENT ON FUNCTION @extschema@.messiah_tenant_stats() IS
 $$One row per ready tenant: tenant_id, server, status, routed_calls, routed_errors, routed_seconds (summed duration, s), rows_validated, rows_rejected (by the tenant's trigger on its server since that server started), database_size_bytes (pg_database_size; NULL for a supabase tenant or an unreadable server). The citus_stat_tenants idea, per database. Counters are 0 without messiah preloaded (NOTICE).$$;
 COMMENT ON FUNCTION @extschema@.messiah_cache_clear(text) IS
 $$Empties the routed result cache for one tenant of this admin database, or for all its tenants when tenant_id is NULL (default); returns the entries removed. Other admin databases' entries are untouched. 0 without messiah preloaded. Errors: 22023 invalid tenant_id.$$;
+COMMENT ON FUNCTION @extschema@.messiah_add_migration(bigint, text, text) IS
+$$Registers tenant schema migration version (bigint >= 1): sql (<= 1 MiB; statements a transaction may hold, so no CREATE INDEX CONCURRENTLY), description. Applied in ascending version order to every tenant database by messiah_migrate_tenants, as the tenant's owner role inside a security-restricted operation (it can change the tenant's schema and nothing else), and to each server's template (new tenants start with every migration). The same SQL again changes nothing. Returns {"version","checksum" (sha256 of sql),"description"}. Errors: 22004, 22023 version < 1 or empty sql, 54000 sql too large, 55000 the version is applied in a tenant database with other SQL (immutable: register a new version), or is below the highest version applied somewhere.$$;
+COMMENT ON FUNCTION @extschema@.messiah_migrate_tenants(integer, bigint) IS
+$$Applies the pending tenant schema migrations (up to target_version; default all) to every ready tenant database, at most concurrency (default 4) at once over asynchronous connections: each database is asked its version (nothing is read from the catalog), then gets its pending migrations, each in its own transaction, under lock_timeout = messiah.migration_lock_timeout (a migration never queues the tenant's writers for long: it fails and a re-run retries it). Rebuilds the templates. One row per tenant: tenant_id, from_version, to_version (read from its database), status ok|failed|skipped (supabase tenant, offline server, another installation's), message, duration_ms. A failure stops that tenant at its previous version and not the others; a re-run does only what is left. Applied migrations stay committed in the tenant databases whatever this call's transaction does. Errors: 22004, 22023 concurrency < 1, 55P03 another run in progress.$$;
+COMMENT ON FUNCTION @extschema@.messiah_list_migrations(text) IS
+$$Where every ready tenant (or one) stands: tenant_id, server, migration_version (as the last messiah_migrate_tenants found it in its database), latest_version (highest registered), pending (registered versions above its own), migrated_at. Errors: 22023 invalid tenant_id.$$;
 COMMENT ON FUNCTION @extschema@.messiah_tenant_disconnect(text) IS
 $$Closes this backend's connections into the tenant's database, or all of messiah's connections in this backend when tenant_id is null; returns how many. Errors: 22023, 42704. Source: original design "Connectors" (close).$$;
 COMMENT ON FUNCTION @extschema@.messiah_set_supabase_config(text, jsonb) IS

@@ -32,6 +32,11 @@ pub static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 /// database may wait for older transactions before it gives up (and is retried later).
 pub static INDEX_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 
+/// `messiah.migration_lock_timeout`: milliseconds a tenant schema migration may wait for a
+/// lock in a tenant database (`lock_timeout`) before it fails (and is retried by a re-run),
+/// so that it never queues the tenant's writers for long.
+pub static MIGRATION_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
+
 /// `messiah.route_max_rows`: rows a routed call (`messiah_tenant_query`, ...) may return;
 /// past it the remote statement is cancelled and the call fails with 54000.
 pub static ROUTE_MAX_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -161,6 +166,14 @@ pub fn register() {
         c"Milliseconds a field index build or drop in a tenant database waits for older transactions before it is retried later.",
         &INDEX_LOCK_TIMEOUT_MS,
         (10, 3_600_000),
+        GucContext::Suset,
+        true,
+    );
+    int(
+        c"messiah.migration_lock_timeout",
+        c"Milliseconds a tenant schema migration waits for a lock in a tenant database before it fails (a re-run retries it).",
+        &MIGRATION_LOCK_TIMEOUT_MS,
+        (1, 3_600_000),
         GucContext::Suset,
         true,
     );

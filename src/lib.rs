@@ -22,6 +22,7 @@ pub mod ident;
 mod cache;
 mod err;
 mod fields_admin;
+mod fleet;
 mod guc;
 mod jsonarg;
 mod monitor;

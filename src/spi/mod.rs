@@ -154,14 +154,19 @@ pub struct PinnedSearchPath {
 
 impl PinnedSearchPath {
     pub fn enter() -> PinnedSearchPath {
+        Self::with(c"pg_catalog, pg_temp")
+    }
+
+    /// Sets `search_path` to `path` (a valid list of schema names) until dropped.
+    pub fn with(path: &std::ffi::CStr) -> PinnedSearchPath {
         use pgrx::pg_sys;
         // SAFETY: NewGUCNestLevel/set_config_option are how fmgr applies a function's SET
-        // clause; the value is a constant that always parses.
+        // clause; a search_path value is not checked against existing schemas.
         let level = unsafe {
             let level = pg_sys::NewGUCNestLevel();
             pg_sys::set_config_option(
                 c"search_path".as_ptr(),
-                c"pg_catalog, pg_temp".as_ptr(),
+                path.as_ptr(),
                 pg_sys::GucContext::PGC_USERSET,
                 pg_sys::GucSource::PGC_S_SESSION,
                 pg_sys::GucAction::GUC_ACTION_SAVE,

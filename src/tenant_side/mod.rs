@@ -4,5 +4,6 @@
 
 pub mod enforce;
 pub mod jsonb;
+pub mod migrate;
 pub mod stats;
 pub mod tuple;

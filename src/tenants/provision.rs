@@ -31,13 +31,19 @@ pub const TENANT_SCHEMA_SQL: &str = include_str!("../../sql/tenant_schema.sql");
 /// The tenant-side extension's script (installed as messiah_tenant--<version>.sql).
 pub const TENANT_EXTENSION_SQL: &str = include_str!("../../sql/messiah_tenant.sql");
 
-/// Name of the template database for this build: `messiah_template_<16 hex digits>`, a hash
-/// of the tenant schema, the tenant-side extension's script and the version. A new build with
-/// different tenant-side SQL gets a new template; the same build reuses it.
+/// Name of the template database for this build and these migrations:
+/// `messiah_template_<16 hex digits>`, a hash of the tenant schema, the tenant-side
+/// extension's script, the version and the registered tenant schema migrations
+/// (`fleet::migrations::fingerprint`). A new build with different tenant-side SQL, or a new
+/// migration, gets a new template; otherwise it is reused.
 pub fn template_name() -> String {
     let mut h = crate::ident::fnv64(TENANT_SCHEMA_SQL.as_bytes());
     h ^= crate::ident::fnv64(TENANT_EXTENSION_SQL.as_bytes()).rotate_left(1);
     h ^= crate::ident::fnv64(env!("CARGO_PKG_VERSION").as_bytes()).rotate_left(2);
+    let migrations = crate::fleet::migrations::fingerprint();
+    if !migrations.is_empty() {
+        h ^= crate::ident::fnv64(migrations.as_bytes()).rotate_left(3);
+    }
     format!("messiah_template_{h:016x}")
 }
 
@@ -196,6 +202,7 @@ pub fn ensure_template(server: &Server) -> Result<String, Error> {
         "SET client_min_messages = warning; CREATE EXTENSION messiah_tenant; {TENANT_SCHEMA_SQL}"
     );
     remote::execute_or_error(&server.database(&build), &setup)?;
+    apply_migrations(server, &build)?;
     remote::close_database(server.id, &build);
     let renamed = remote::execute(
         &maint,
@@ -229,6 +236,36 @@ pub fn ensure_template(server: &Server) -> Result<String, Error> {
         }
     }
     Ok(tpl)
+}
+
+/// Applies every registered tenant schema migration to template database `build`, as
+/// [`roles::MIGRATOR_ROLE`](super::roles::MIGRATOR_ROLE) (a NOLOGIN role made for it, given
+/// the seed's tables and CREATE on `public` there; a tenant database created from the
+/// template gives all of it to the tenant's owner role). Errors: the first failing
+/// migration's, with a CONTEXT naming the server and database.
+fn apply_migrations(server: &Server, build: &str) -> Result<(), Error> {
+    let migrations = crate::fleet::migrations::Migration::all(None);
+    if migrations.is_empty() {
+        return Ok(());
+    }
+    let role = quote_ident(super::roles::MIGRATOR_ROLE);
+    remote::execute_or_error(
+        &server.maintenance(),
+        &format!(
+            "DO $$BEGIN CREATE ROLE {role} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$"
+        ),
+    )?;
+    let mut sql = format!(
+        "GRANT USAGE, CREATE ON SCHEMA public TO {role};\n\
+         ALTER TABLE public.clients OWNER TO {role};\n\
+         ALTER TABLE public.projects OWNER TO {role};\n\
+         ALTER TABLE public.activities OWNER TO {role};\n{}",
+        crate::fleet::migrations::session_settings()
+    );
+    for m in &migrations {
+        sql.push_str(&m.statement(super::roles::MIGRATOR_ROLE));
+    }
+    remote::execute_or_error(&server.database(build), &sql).map(|_| ())
 }
 
 /// A fault injection point (`messiah.fault_injection` = `error:<point>` or `sleep:<point>`,

@@ -35,6 +35,11 @@ pub const GROUP_ROLE: &str = "messiah_tenant_roles";
 const IS_SUPERUSER: &str = "(SELECT r.rolsuper FROM pg_catalog.pg_roles r \
                             WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)";
 
+/// The role (NOLOGIN, no rights but in templates) that owns what tenant schema migrations
+/// create in a template database (`tenants::provision::ensure_template`); in a tenant
+/// database created from it, all of that goes to the tenant's owner role.
+pub const MIGRATOR_ROLE: &str = "messiah_migrator";
+
 /// The seed's tables (the tenant schema), owned by the owner role.
 const TENANT_TABLES: [&str; 3] = ["clients", "projects", "activities"];
 
@@ -326,10 +331,18 @@ fn server_script(t: &Tenant, verifier: Option<&str>) -> String {
 /// The rights of the application role inside the tenant's database (one implicit
 /// transaction): table and sequence rights, `messiah.jsonb_merge_patch` for merging updates.
 /// GRANT takes no lock on the tables, so it never waits for (or queues) the tenant's writers.
+///
+/// The owner role may create in `public` (migrations run as it: `fleet::migrations`), and
+/// what it creates there is readable and writable by the application role (default
+/// privileges), as the seed's tables are.
 fn grants_script(t: &Tenant) -> String {
     let app = quote_ident(&application_role(t));
+    let owner = quote_ident(&t.owner_role);
     format!(
-        "GRANT USAGE ON SCHEMA public TO {app};\n\
+        "GRANT USAGE, CREATE ON SCHEMA public TO {owner};\n\
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app};\n\
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {app};\n\
+         GRANT USAGE ON SCHEMA public TO {app};\n\
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app};\n\
          GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app};\n\
          GRANT USAGE ON SCHEMA messiah TO {app};\n\
@@ -339,7 +352,8 @@ fn grants_script(t: &Tenant) -> String {
     )
 }
 
-/// Gives the seed's tables to the owner role, only those it does not own yet. `ALTER TABLE
+/// Gives the seed's tables, and whatever the template's migrations created (owned by
+/// [`MIGRATOR_ROLE`]), to the owner role, only what it does not own yet. `ALTER TABLE
 /// OWNER` needs an ACCESS EXCLUSIVE lock; waiting for it would queue every writer of the table
 /// behind any transaction that holds a lock on it (the issue-8 stall). So the lock is taken
 /// `NOWAIT` (never queued): when a transaction holds the table, the action fails with 55P03
@@ -357,13 +371,19 @@ fn ownership_script(t: &Tenant) -> String {
          FOR r IN SELECT c.oid::pg_catalog.regclass AS rel FROM pg_catalog.pg_class c\n\
            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace\n\
            WHERE n.nspname OPERATOR(pg_catalog.=) 'public'\n\
-             AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[{tables}]::pg_catalog.name[])\n\
+             AND (c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[{tables}]::pg_catalog.name[])\n\
+                  OR (c.relowner OPERATOR(pg_catalog.=) {migrator}::pg_catalog.regrole\n\
+                      AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f']::\"char\"[])))\n\
              AND c.relowner OPERATOR(pg_catalog.<>) {owner}::pg_catalog.regrole\n\
          LOOP\n\
            EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', r.rel);\n\
            EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', r.rel, {owner});\n\
          END LOOP;\n\
-         END$$;\n"
+         IF {migrator}::pg_catalog.regrole IS NOT NULL THEN\n\
+           EXECUTE pg_catalog.format('REASSIGN OWNED BY %I TO %I', {migrator}, {owner});\n\
+         END IF;\n\
+         END$$;\n",
+        migrator = quote_literal(MIGRATOR_ROLE)
     )
 }
 

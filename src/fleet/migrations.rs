@@ -1,0 +1,393 @@
+//! Tenant schema migrations: the platform owner changes what every tenant has (issue
+//! "Operating the fleet").
+//!
+//! - `messiah_add_migration(version, sql)` registers one in the catalog (`messiah.migrations`),
+//!   with the sha256 of its SQL. Versions are applied in ascending order; a version is
+//!   immutable once applied in any tenant database, and a version below one already applied
+//!   somewhere is refused (it could never be applied in order there).
+//! - `messiah_migrate_tenants(concurrency, target_version)` brings every ready tenant database
+//!   to the target (the highest registered version by default). Nothing is read from the
+//!   catalog to decide what to do: each database is asked (`messiah.migration_version()`), all
+//!   at once over asynchronous connections (`remote::probe`, at most `concurrency`), then each
+//!   database that is behind gets its pending migrations in one round trip, **each in its own
+//!   transaction** (`BEGIN; SELECT messiah.run_migration(...); COMMIT;` per migration), under
+//!   `lock_timeout` = `messiah.migration_lock_timeout`, so a migration never queues a tenant's
+//!   writers for long: it fails, is reported, and a re-run retries it. A failure stops that
+//!   tenant at its previous version and does not stop the others; a re-run does only what is
+//!   left.
+//! - The migration runs as the tenant's owner role in a security-restricted operation
+//!   (`tenant_side::migrate`): it can change the tenant's schema and nothing else.
+//! - New tenants start with every migration applied: the template's name includes the
+//!   migrations' fingerprint, so a new migration gives a new template, built with them
+//!   (`tenants::provision::ensure_template`).
+
+use crate::err::{Code, Error};
+use crate::ident::quote_literal;
+use crate::remote::probe::{self, Probe};
+use crate::remote::Server;
+use crate::tenants::catalog::Tenant;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// One registered migration.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub version: i64,
+    pub sql: String,
+    pub checksum: String,
+    pub description: Option<String>,
+}
+
+/// Bytes of SQL one migration may hold.
+pub const MAX_SQL_BYTES: usize = 1 << 20;
+
+/// The sha256 of a migration's SQL, in hex.
+pub fn checksum(sql: &str) -> String {
+    Sha256::digest(sql.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Migration {
+    /// Every registered migration up to `target` (all when `None`), by version.
+    pub fn all(target: Option<i64>) -> Vec<Migration> {
+        crate::spi::text_rows(
+            "SELECT version::text, sql, checksum, description FROM messiah.migrations \
+             WHERE $1::bigint IS NULL OR version <= $1 ORDER BY version",
+            &[target.into()],
+            4,
+        )
+        .into_iter()
+        .map(|r| Migration {
+            version: r[0].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0),
+            sql: r[1].clone().unwrap_or_default(),
+            checksum: r[2].clone().unwrap_or_default(),
+            description: r[3].clone(),
+        })
+        .collect()
+    }
+
+    /// `BEGIN; SELECT messiah.run_migration(...); COMMIT;`: this migration in its own
+    /// transaction, run as `role`.
+    pub fn statement(&self, role: &str) -> String {
+        format!(
+            "BEGIN; SELECT messiah.run_migration({}, {}, {}, {}, {}); COMMIT;\n",
+            self.version,
+            quote_literal(&self.sql),
+            quote_literal(&self.checksum),
+            self.description
+                .as_deref()
+                .map_or("NULL".into(), quote_literal),
+            quote_literal(role)
+        )
+    }
+}
+
+/// What the template's name depends on: every migration's version and checksum.
+pub fn fingerprint() -> String {
+    crate::spi::one::<String>(
+        "SELECT coalesce(string_agg(version::text || ':' || checksum, ',' ORDER BY version), '') \
+         FROM messiah.migrations",
+        &[],
+    )
+    .unwrap_or_default()
+}
+
+/// `SET lock_timeout` for a migration session.
+pub fn session_settings() -> String {
+    format!(
+        "SET lock_timeout = {}; SET statement_timeout = 0;\n",
+        crate::guc::MIGRATION_LOCK_TIMEOUT_MS.get().max(1)
+    )
+}
+
+/// Registers migration `version` (see the module comment). Errors: 22023 version < 1 or
+/// empty SQL; 54000 SQL over 1 MiB; 55000 the version is applied somewhere with other SQL, or
+/// is below the highest version applied somewhere.
+pub fn add(version: i64, sql: &str, description: Option<&str>) -> Result<Migration, Error> {
+    if version < 1 {
+        return Err(Error::new(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("migration version {version} is invalid: it must be at least 1"),
+        ));
+    }
+    if sql.trim().is_empty() {
+        return Err(Error::new(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            "a migration's sql must not be empty",
+        ));
+    }
+    if sql.len() > MAX_SQL_BYTES {
+        return Err(Error::new(
+            Code::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("a migration's sql is at most {MAX_SQL_BYTES} bytes, got {}", sql.len()),
+        ));
+    }
+    crate::spi::run("LOCK TABLE messiah.migrations IN SHARE ROW EXCLUSIVE MODE", &[]);
+    let sum = checksum(sql);
+    let applied = crate::spi::one::<i64>(
+        "SELECT coalesce(max(migration_version), 0) FROM messiah.tenants",
+        &[],
+    )
+    .unwrap_or(0);
+    let existing = crate::spi::one::<String>(
+        "SELECT checksum FROM messiah.migrations WHERE version = $1",
+        &[version.into()],
+    );
+    match existing {
+        Some(c) if c == sum => {}
+        Some(_) if applied >= version => {
+            return Err(Error::new(
+                Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("migration {version} is applied in tenant databases: it cannot change"),
+            )
+            .hint("Register the change as a new version."))
+        }
+        None if applied > version => {
+            return Err(Error::new(
+                Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("migration {version} is below migration {applied}, applied in tenant databases"),
+            )
+            .detail("Migrations are applied in ascending version order; this one could never be applied there in order.")
+            .hint(format!("Register it with a version above {applied}.")))
+        }
+        _ => crate::spi::run(
+            "INSERT INTO messiah.migrations (version, sql, checksum, description) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (version) DO UPDATE SET sql = excluded.sql, checksum = excluded.checksum, \
+                 description = excluded.description, created_at = pg_catalog.now()",
+            &[version.into(), sql.into(), sum.as_str().into(), description.into()],
+        ),
+    }
+    Ok(Migration {
+        version,
+        sql: sql.to_string(),
+        checksum: sum,
+        description: description.map(str::to_string),
+    })
+}
+
+/// One row of `messiah_migrate_tenants()`.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub tenant_id: String,
+    pub from_version: Option<i64>,
+    pub to_version: Option<i64>,
+    /// `ok`, `failed` or `skipped`.
+    pub status: &'static str,
+    pub message: String,
+    pub duration_ms: f64,
+}
+
+fn report(t: &Tenant, status: &'static str, message: impl Into<String>) -> Report {
+    Report {
+        tenant_id: t.tenant_id.clone(),
+        from_version: None,
+        to_version: None,
+        status,
+        message: message.into(),
+        duration_ms: 0.0,
+    }
+}
+
+/// The databases to look at: ready, provisioned tenants of this installation on a server
+/// that is not offline; the others are reported `skipped`.
+fn targets(servers: &HashMap<i64, Server>) -> (Vec<Tenant>, Vec<Report>) {
+    let (mut go, mut skipped) = (Vec::new(), Vec::new());
+    for t in Tenant::all_ready() {
+        let why = if t.is_supabase() {
+            Some("a supabase tenant has no messiah library in its project's database: migrate it with the project's own tools")
+        } else if !t.is_ours() {
+            Some("managed by another installation")
+        } else {
+            match servers.get(&t.server_id) {
+                Some(s) if s.status == "offline" => Some("its server is offline"),
+                Some(_) => None,
+                None => Some("its server is not registered"),
+            }
+        };
+        match why {
+            Some(w) => skipped.push(report(&t, "skipped", w)),
+            None => go.push(t),
+        }
+    }
+    (go, skipped)
+}
+
+/// Runs `sql` in each tenant's database (maintenance connection), `concurrency` at once.
+fn round(
+    tenants: &[&Tenant],
+    servers: &HashMap<i64, Server>,
+    sql: impl Fn(&Tenant) -> String,
+    concurrency: usize,
+    timeout: Duration,
+) -> Vec<probe::Outcome> {
+    let probes: Vec<Probe> = tenants
+        .iter()
+        .map(|t| Probe {
+            params: servers[&t.server_id].database(&t.database_name).params(),
+            sql: sql(t),
+        })
+        .collect();
+    probe::run(&probes, concurrency, timeout)
+}
+
+/// `messiah_migrate_tenants` (see the module comment). Errors: 22023 concurrency < 1;
+/// 55P03 another run is in progress.
+pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Error> {
+    if concurrency < 1 {
+        return Err(Error::new(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("concurrency must be at least 1, got {concurrency}"),
+        ));
+    }
+    let locked = crate::spi::one::<bool>(
+        "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('messiah_migrate_tenants'))",
+        &[],
+    );
+    if locked != Some(true) {
+        return Err(Error::new(
+            Code::ERRCODE_LOCK_NOT_AVAILABLE,
+            "another messiah_migrate_tenants() is running in this database",
+        )
+        .hint("Wait for it to end; a re-run then does only what is left."));
+    }
+    let migrations = Migration::all(target);
+    let target_version = migrations.last().map_or(0, |m| m.version);
+    let servers: HashMap<i64, Server> = Server::all().into_iter().map(|s| (s.id, s)).collect();
+    let (tenants, mut out) = targets(&servers);
+    let connect = Duration::from_millis(crate::guc::CONNECT_TIMEOUT_MS.get().max(100) as u64);
+    let all: Vec<&Tenant> = tenants.iter().collect();
+    let found = round(&all, &servers, |_| "SELECT messiah.migration_version()".into(), concurrency as usize, connect);
+    let mut behind = Vec::new();
+    for (t, o) in tenants.iter().zip(found) {
+        let version = o.value.as_deref().and_then(|v| v.parse::<i64>().ok());
+        let mut r = report(t, "ok", "");
+        r.duration_ms = o.elapsed.as_secs_f64() * 1000.0;
+        match (o.ok, version) {
+            (true, Some(v)) if v >= target_version => {
+                r.from_version = Some(v);
+                r.to_version = Some(v);
+                r.message = "nothing to do".into();
+                out.push(r);
+            }
+            (true, Some(v)) => behind.push((t, v, r)),
+            _ => {
+                r.status = "failed";
+                r.message = format!("could not read its migration version: {}", o.message);
+                out.push(r);
+            }
+        }
+    }
+    let pending = |t: &Tenant, from: i64| -> String {
+        let mut sql = session_settings();
+        for m in migrations.iter().filter(|m| m.version > from) {
+            sql.push_str(&m.statement(&t.owner_role));
+        }
+        sql.push_str("SELECT messiah.migration_version();");
+        sql
+    };
+    let from: HashMap<&str, i64> = behind.iter().map(|(t, v, _)| (t.tenant_id.as_str(), *v)).collect();
+    let work: Vec<&Tenant> = behind.iter().map(|(t, _, _)| *t).collect();
+    let applied = round(
+        &work,
+        &servers,
+        |t| pending(t, from[t.tenant_id.as_str()]),
+        concurrency as usize,
+        Duration::from_secs(3600),
+    );
+    let mut failed = Vec::new();
+    for ((t, v, mut r), o) in behind.into_iter().zip(applied) {
+        r.from_version = Some(v);
+        r.duration_ms += o.elapsed.as_secs_f64() * 1000.0;
+        if o.ok {
+            r.to_version = o.value.as_deref().and_then(|x| x.parse().ok());
+            r.message = format!("applied {} migration(s)", migrations.iter().filter(|m| m.version > v).count());
+            out.push(r);
+        } else {
+            r.status = "failed";
+            r.message = o.message;
+            failed.push((t, r));
+        }
+    }
+    // where the failed ones stopped, read again from their databases
+    let stopped: Vec<&Tenant> = failed.iter().map(|(t, _)| *t).collect();
+    let now = round(&stopped, &servers, |_| "SELECT messiah.migration_version()".into(), concurrency as usize, connect);
+    for ((_, mut r), o) in failed.into_iter().zip(now) {
+        r.to_version = o.value.as_deref().and_then(|x| x.parse().ok());
+        out.push(r);
+    }
+    record(&out);
+    rebuild_templates(&servers, &tenants);
+    out.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+    Ok(out)
+}
+
+/// Records in the catalog the versions found in the databases.
+fn record(reports: &[Report]) {
+    for r in reports {
+        if let Some(v) = r.to_version {
+            crate::spi::run(
+                "UPDATE messiah.tenants SET migration_version = $2, migrated_at = pg_catalog.now() \
+                 WHERE tenant_id = $1 AND migration_version IS DISTINCT FROM $2",
+                &[r.tenant_id.as_str().into(), v.into()],
+            );
+        }
+    }
+}
+
+/// Builds the template of every server that holds tenants for the current migrations, so the
+/// next tenant created there starts with all of them (a failure is a WARNING: creating a
+/// tenant builds it, and reports the failure, then).
+fn rebuild_templates(servers: &HashMap<i64, Server>, tenants: &[Tenant]) {
+    let mut ids: Vec<i64> = tenants.iter().map(|t| t.server_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        if let Some(s) = servers.get(&id) {
+            if let Err(e) = crate::tenants::provision::ensure_template(s) {
+                pgrx::warning!("server \"{}\": the template was not rebuilt: {}", s.name, e.message);
+            }
+        }
+    }
+}
+
+/// One row of `messiah_list_migrations()`.
+#[derive(Debug, Clone)]
+pub struct Standing {
+    pub tenant_id: String,
+    pub server: String,
+    pub migration_version: i64,
+    pub latest_version: i64,
+    pub pending: i64,
+    /// Unix time of the last run that found its version.
+    pub migrated_at: Option<f64>,
+}
+
+/// Where every tenant (or one) stands, as the last `messiah_migrate_tenants` found it.
+pub fn standings(tenant_id: Option<&str>) -> Vec<Standing> {
+    crate::spi::text_rows(
+        "SELECT t.tenant_id, s.name::text, t.migration_version::text, \
+                coalesce((SELECT max(version) FROM messiah.migrations), 0)::text, \
+                (SELECT count(*) FROM messiah.migrations m WHERE m.version > t.migration_version)::text, \
+                extract(epoch FROM t.migrated_at)::text \
+         FROM messiah.tenants t JOIN messiah.servers s ON s.id = t.server_id \
+         WHERE t.lifecycle = 'ready' AND ($1::text IS NULL OR t.tenant_id = $1) ORDER BY t.tenant_id",
+        &[tenant_id.into()],
+        6,
+    )
+    .into_iter()
+    .map(|r| {
+        let n = |i: usize| r[i].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+        Standing {
+            tenant_id: r[0].clone().unwrap_or_default(),
+            server: r[1].clone().unwrap_or_default(),
+            migration_version: n(2),
+            latest_version: n(3),
+            pending: n(4),
+            migrated_at: r[5].as_deref().and_then(|v| v.parse().ok()),
+        }
+    })
+    .collect()
+}

@@ -1,0 +1,108 @@
+//! Operating the fleet (issue "Operating the fleet"): tenant schema migrations.
+
+pub mod migrations;
+
+use crate::err::OrRaise;
+use crate::shim::required;
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+/// Registers tenant schema migration `version` (bigint >= 1): `sql` (at most 1 MiB; any
+/// statements a transaction may hold: no `CREATE INDEX CONCURRENTLY`), applied in ascending
+/// version order by `messiah_migrate_tenants` to every tenant database as the tenant's owner
+/// role, and to every server's template for new tenants. Registering the same SQL again
+/// changes nothing. Returns `{"version", "checksum" (sha256 of sql), "description"}`.
+/// Errors: 22004 null version or sql; 22023 version < 1 or empty sql; 54000 sql too large;
+/// 55000 the version is applied in tenant databases with other SQL (immutable), or is below
+/// the highest version applied somewhere.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_add_migration(
+    version: Option<i64>,
+    sql: Option<&str>,
+    description: default!(Option<&str>, "NULL"),
+) -> JsonB {
+    let version = crate::shim::not_null("version", version);
+    let sql = required("sql", sql);
+    let m = migrations::add(version, sql, description).or_raise();
+    JsonB(serde_json::json!({
+        "version": m.version,
+        "checksum": m.checksum,
+        "description": m.description,
+    }))
+}
+
+/// Applies the pending tenant schema migrations (up to `target_version`, default all) to every
+/// ready tenant database, at most `concurrency` databases at once, each migration in its own
+/// transaction there under `messiah.migration_lock_timeout`; then rebuilds the templates.
+/// One row per tenant: `tenant_id`, `from_version` and `to_version` (read from its database),
+/// `status` (ok | failed | skipped), `message`, `duration_ms`. A failure stops that tenant at
+/// its previous version and not the others; a re-run does only what is left. Migrations
+/// already applied are committed in the tenant databases whatever this call's transaction
+/// does; the catalog's record of versions (`messiah_list_migrations`) is updated by it.
+/// Errors: 22023 concurrency < 1; 55P03 another run is in progress.
+#[allow(clippy::type_complexity)]
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_migrate_tenants(
+    concurrency: default!(Option<i32>, 4),
+    target_version: default!(Option<i64>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(tenant_id, String),
+        name!(from_version, Option<i64>),
+        name!(to_version, Option<i64>),
+        name!(status, String),
+        name!(message, String),
+        name!(duration_ms, f64),
+    ),
+> {
+    let concurrency = crate::shim::not_null("concurrency", concurrency);
+    let reports = migrations::migrate(concurrency, target_version).or_raise();
+    TableIterator::new(reports.into_iter().map(|r| {
+        (
+            r.tenant_id,
+            r.from_version,
+            r.to_version,
+            r.status.to_string(),
+            r.message,
+            r.duration_ms,
+        )
+    }))
+}
+
+/// Where every ready tenant stands (or one, with `tenant_id`): `tenant_id`, `server`,
+/// `migration_version` (as the last `messiah_migrate_tenants` found it in its database),
+/// `latest_version` (the highest registered), `pending` (registered versions above its own),
+/// `migrated_at`. Errors: 22023 invalid tenant_id.
+#[allow(clippy::type_complexity)]
+#[pg_extern(security_definer, stable, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_list_migrations(
+    tenant_id: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(tenant_id, String),
+        name!(server, String),
+        name!(migration_version, i64),
+        name!(latest_version, i64),
+        name!(pending, i64),
+        name!(migrated_at, Option<TimestampWithTimeZone>),
+    ),
+> {
+    let id = tenant_id.map(|t| crate::shim::tenant_id_arg(Some(t)));
+    let rows = migrations::standings(id.as_ref().map(|i| i.as_str()));
+    TableIterator::new(rows.into_iter().map(|s| {
+        (
+            s.tenant_id,
+            s.server,
+            s.migration_version,
+            s.latest_version,
+            s.pending,
+            s.migrated_at.map(pgrx::datum::datetime_support::to_timestamp),
+        )
+    }))
+}

@@ -26,6 +26,8 @@ mod health;
 mod lifecycle;
 #[path = "integration/metrics.rs"]
 mod metrics;
+#[path = "integration/migrations.rs"]
+mod migrations;
 #[path = "integration/privileged.rs"]
 mod privileged;
 #[path = "integration/reconcile.rs"]

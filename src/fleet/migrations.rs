@@ -122,10 +122,16 @@ pub fn add(version: i64, sql: &str, description: Option<&str>) -> Result<Migrati
     if sql.len() > MAX_SQL_BYTES {
         return Err(Error::new(
             Code::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("a migration's sql is at most {MAX_SQL_BYTES} bytes, got {}", sql.len()),
+            format!(
+                "a migration's sql is at most {MAX_SQL_BYTES} bytes, got {}",
+                sql.len()
+            ),
         ));
     }
-    crate::spi::run("LOCK TABLE messiah.migrations IN SHARE ROW EXCLUSIVE MODE", &[]);
+    crate::spi::run(
+        "LOCK TABLE messiah.migrations IN SHARE ROW EXCLUSIVE MODE",
+        &[],
+    );
     let sum = checksum(sql);
     let applied = crate::spi::one::<i64>(
         "SELECT coalesce(max(migration_version), 0) FROM messiah.tenants",
@@ -259,7 +265,13 @@ pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Err
     let (tenants, mut out) = targets(&servers);
     let connect = Duration::from_millis(crate::guc::CONNECT_TIMEOUT_MS.get().max(100) as u64);
     let all: Vec<&Tenant> = tenants.iter().collect();
-    let found = round(&all, &servers, |_| "SELECT messiah.migration_version()".into(), concurrency as usize, connect);
+    let found = round(
+        &all,
+        &servers,
+        |_| "SELECT messiah.migration_version()".into(),
+        concurrency as usize,
+        connect,
+    );
     let mut behind = Vec::new();
     for (t, o) in tenants.iter().zip(found) {
         let version = o.value.as_deref().and_then(|v| v.parse::<i64>().ok());
@@ -288,7 +300,10 @@ pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Err
         sql.push_str("SELECT messiah.migration_version();");
         sql
     };
-    let from: HashMap<&str, i64> = behind.iter().map(|(t, v, _)| (t.tenant_id.as_str(), *v)).collect();
+    let from: HashMap<&str, i64> = behind
+        .iter()
+        .map(|(t, v, _)| (t.tenant_id.as_str(), *v))
+        .collect();
     let work: Vec<&Tenant> = behind.iter().map(|(t, _, _)| *t).collect();
     let applied = round(
         &work,
@@ -303,7 +318,10 @@ pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Err
         r.duration_ms += o.elapsed.as_secs_f64() * 1000.0;
         if o.ok {
             r.to_version = o.value.as_deref().and_then(|x| x.parse().ok());
-            r.message = format!("applied {} migration(s)", migrations.iter().filter(|m| m.version > v).count());
+            r.message = format!(
+                "applied {} migration(s)",
+                migrations.iter().filter(|m| m.version > v).count()
+            );
             out.push(r);
         } else {
             r.status = "failed";
@@ -313,7 +331,13 @@ pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Err
     }
     // where the failed ones stopped, read again from their databases
     let stopped: Vec<&Tenant> = failed.iter().map(|(t, _)| *t).collect();
-    let now = round(&stopped, &servers, |_| "SELECT messiah.migration_version()".into(), concurrency as usize, connect);
+    let now = round(
+        &stopped,
+        &servers,
+        |_| "SELECT messiah.migration_version()".into(),
+        concurrency as usize,
+        connect,
+    );
     for ((_, mut r), o) in failed.into_iter().zip(now) {
         r.to_version = o.value.as_deref().and_then(|x| x.parse().ok());
         out.push(r);
@@ -347,7 +371,11 @@ fn rebuild_templates(servers: &HashMap<i64, Server>, tenants: &[Tenant]) {
     for id in ids {
         if let Some(s) = servers.get(&id) {
             if let Err(e) = crate::tenants::provision::ensure_template(s) {
-                pgrx::warning!("server \"{}\": the template was not rebuilt: {}", s.name, e.message);
+                pgrx::warning!(
+                    "server \"{}\": the template was not rebuilt: {}",
+                    s.name,
+                    e.message
+                );
             }
         }
     }

@@ -102,7 +102,8 @@ fn messiah_list_migrations(
             s.migration_version,
             s.latest_version,
             s.pending,
-            s.migrated_at.map(pgrx::datum::datetime_support::to_timestamp),
+            s.migrated_at
+                .map(pgrx::datum::datetime_support::to_timestamp),
         )
     }))
 }

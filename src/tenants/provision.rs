@@ -36,15 +36,35 @@ pub const TENANT_EXTENSION_SQL: &str = include_str!("../../sql/messiah_tenant.sq
 /// extension's script, the version and the registered tenant schema migrations
 /// (`fleet::migrations::fingerprint`). A new build with different tenant-side SQL, or a new
 /// migration, gets a new template; otherwise it is reused.
+///
+/// A template with migrations is this installation's alone (its name hashes the installation
+/// id too, and its COMMENT names it, [`template_marker`]): another installation on the same
+/// server never counts it as stale.
 pub fn template_name() -> String {
+    let migrations = crate::fleet::migrations::fingerprint();
+    if migrations.is_empty() {
+        return base_template_name();
+    }
+    let h = build_hash()
+        ^ crate::ident::fnv64(format!("{}/{migrations}", installation_id()).as_bytes())
+            .rotate_left(3);
+    format!("messiah_template_{h:016x}")
+}
+
+/// The template of this build without migrations (shared by every installation on a server).
+pub fn base_template_name() -> String {
+    format!("messiah_template_{:016x}", build_hash())
+}
+
+fn build_hash() -> u64 {
     let mut h = crate::ident::fnv64(TENANT_SCHEMA_SQL.as_bytes());
     h ^= crate::ident::fnv64(TENANT_EXTENSION_SQL.as_bytes()).rotate_left(1);
-    h ^= crate::ident::fnv64(env!("CARGO_PKG_VERSION").as_bytes()).rotate_left(2);
-    let migrations = crate::fleet::migrations::fingerprint();
-    if !migrations.is_empty() {
-        h ^= crate::ident::fnv64(migrations.as_bytes()).rotate_left(3);
-    }
-    format!("messiah_template_{h:016x}")
+    h ^ crate::ident::fnv64(env!("CARGO_PKG_VERSION").as_bytes()).rotate_left(2)
+}
+
+/// The COMMENT of a template built with this installation's migrations.
+pub fn template_marker(installation: &str) -> String {
+    serde_json::json!({ "messiah_template_of": installation }).to_string()
 }
 
 /// A database of a server, as its catalog shows it.
@@ -253,6 +273,14 @@ fn apply_migrations(server: &Server, build: &str) -> Result<(), Error> {
         &server.maintenance(),
         &format!(
             "DO $$BEGIN CREATE ROLE {role} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$"
+        ),
+    )?;
+    remote::execute_or_error(
+        &server.maintenance(),
+        &format!(
+            "COMMENT ON DATABASE {} IS {}",
+            quote_ident(build),
+            quote_literal(&template_marker(&installation_id()))
         ),
     )?;
     let mut sql = format!(

@@ -342,11 +342,20 @@ fn recreate(t: &Tenant) -> Result<(), Error> {
     provision::create_database(&fresh)
 }
 
-/// Templates of earlier builds: no new tenant is cloned from them.
+/// Templates of earlier builds, or of this installation's earlier migrations: no new tenant
+/// is cloned from them. The template of this build without migrations is shared by every
+/// installation on the server, and another installation's migration templates are its own
+/// (their COMMENT names it): neither is ever stale here.
 fn stale_templates(server: &Server, repair: bool) -> Result<Vec<Drift>, Error> {
     let current = provision::template_name();
+    let base = provision::base_template_name();
+    let ours = provision::template_marker(&crate::tenants::catalog::installation_id());
     let mut out = Vec::new();
     for db in provision::list_databases(server, "messiah\\_template\\_%")? {
+        let foreign = db.comment.as_deref().is_some_and(|c| c != ours);
+        if foreign || db.name == base {
+            continue;
+        }
         // A template of another build; or one whose repair was interrupted after IS_TEMPLATE
         // was cleared (closed to connections, which a template is not while being built:
         // builds run connected, and a fresh rename is not yet closed); or one whose drop was

@@ -54,8 +54,9 @@ impl Migration {
     /// Every registered migration up to `target` (all when `None`), by version.
     pub fn all(target: Option<i64>) -> Vec<Migration> {
         crate::spi::text_rows(
-            "SELECT version::text, sql, checksum, description FROM messiah.migrations \
-             WHERE $1::bigint IS NULL OR version <= $1 ORDER BY version",
+            // ORDER BY m.version: a bare `version` would sort the text output column
+            "SELECT m.version::text, m.sql, m.checksum, m.description FROM messiah.migrations m \
+             WHERE $1::bigint IS NULL OR m.version <= $1 ORDER BY m.version",
             &[target.into()],
             4,
         )

@@ -372,14 +372,14 @@ fn ownership_script(t: &Tenant) -> String {
            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace\n\
            WHERE n.nspname OPERATOR(pg_catalog.=) 'public'\n\
              AND (c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[{tables}]::pg_catalog.name[])\n\
-                  OR (c.relowner OPERATOR(pg_catalog.=) {migrator}::pg_catalog.regrole\n\
+                  OR (c.relowner OPERATOR(pg_catalog.=) pg_catalog.to_regrole({migrator})\n\
                       AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f']::\"char\"[])))\n\
              AND c.relowner OPERATOR(pg_catalog.<>) {owner}::pg_catalog.regrole\n\
          LOOP\n\
            EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', r.rel);\n\
            EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', r.rel, {owner});\n\
          END LOOP;\n\
-         IF {migrator}::pg_catalog.regrole IS NOT NULL THEN\n\
+         IF pg_catalog.to_regrole({migrator}) IS NOT NULL THEN\n\
            EXECUTE pg_catalog.format('REASSIGN OWNED BY %I TO %I', {migrator}, {owner});\n\
          END IF;\n\
          END$$;\n",

@@ -211,7 +211,8 @@ fn migrations_apply_in_order_per_tenant_resumably_and_only_as_the_owner() {
         assert_eq!(
             (r[t].0, r[t].1, r[t].2.as_str()),
             (Some(3), Some(10), "ok"),
-            "{t}"
+            "{t}: {:?}",
+            r[t]
         );
     }
     // a version below one applied somewhere could never be applied in order there

@@ -3,7 +3,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 CLUSTER := scripts/cluster.sh
 PGRX_TEST_DATA := /tmp/messiah-pgrx-test
 
-.PHONY: deps install tenant-extension cluster stop demo test lint unit regress isolation integration bench openapi clean
+.PHONY: deps install package tenant-extension cluster stop demo test lint unit regress isolation integration bench openapi clean
 
 deps:
 	@scripts/deps.sh
@@ -11,13 +11,16 @@ deps:
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 EXTDIR = $(shell $(PG_CONFIG) --sharedir)/extension
 
-# Builds messiah (release: the build users get) and installs it into the system PostgreSQL
-# 15 (we are root): the messiah extension, and messiah_tenant, the tenant-side extension that
-# every tenant database carries (same library).
+# Builds messiah's Debian package (release: the build users get; scripts/package.sh) and
+# installs it into the system PostgreSQL 15 with dpkg -i (we are root), checking that dpkg -L
+# lists every file: the messiah extension, and messiah_tenant, the tenant-side extension that
+# every tenant database carries (same library). Every suite runs against the installed package.
 install: deps
-	@cargo pgrx install --release --pg-config $(PG_CONFIG) >/tmp/messiah-install.log 2>&1 \
-	  || { cat /tmp/messiah-install.log; exit 1; }
-	@$(MAKE) -s tenant-extension
+	@scripts/package.sh --install >/dev/null
+
+# The Debian package alone: target/package/postgresql-15-messiah_<version>_<arch>.deb.
+package: deps
+	@scripts/package.sh
 
 # The tenant-side extension's control and script files (no build: its functions are in the
 # library `make install` builds).

@@ -240,6 +240,22 @@ fn round(
     probe::run(&probes, concurrency, timeout)
 }
 
+/// Asks each tenant's database its migration version (`messiah.migration_version()`).
+fn versions(
+    tenants: &[&Tenant],
+    servers: &HashMap<i64, Server>,
+    concurrency: usize,
+    timeout: Duration,
+) -> Vec<probe::Outcome> {
+    round(
+        tenants,
+        servers,
+        |_| "SELECT messiah.migration_version()".into(),
+        concurrency,
+        timeout,
+    )
+}
+
 /// `messiah_migrate_tenants` (see the module comment). Errors: 22023 concurrency < 1;
 /// 55P03 another run is in progress.
 pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Error> {
@@ -266,13 +282,7 @@ pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Err
     let (tenants, mut out) = targets(&servers);
     let connect = Duration::from_millis(crate::guc::CONNECT_TIMEOUT_MS.get().max(100) as u64);
     let all: Vec<&Tenant> = tenants.iter().collect();
-    let found = round(
-        &all,
-        &servers,
-        |_| "SELECT messiah.migration_version()".into(),
-        concurrency as usize,
-        connect,
-    );
+    let found = versions(&all, &servers, concurrency as usize, connect);
     let mut behind = Vec::new();
     for (t, o) in tenants.iter().zip(found) {
         let version = o.value.as_deref().and_then(|v| v.parse::<i64>().ok());
@@ -332,13 +342,7 @@ pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Err
     }
     // where the failed ones stopped, read again from their databases
     let stopped: Vec<&Tenant> = failed.iter().map(|(t, _)| *t).collect();
-    let now = round(
-        &stopped,
-        &servers,
-        |_| "SELECT messiah.migration_version()".into(),
-        concurrency as usize,
-        connect,
-    );
+    let now = versions(&stopped, &servers, concurrency as usize, connect);
     for ((_, mut r), o) in failed.into_iter().zip(now) {
         r.to_version = o.value.as_deref().and_then(|x| x.parse().ok());
         out.push(r);

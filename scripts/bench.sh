@@ -258,14 +258,18 @@ got=$(psql_ -Atc "SELECT * FROM messiah_tenant_query('bench_warm', '$QSTMT')")
 [ "$got" = '{"name": "Routed", "email": "routed@example.com"}' ] || { echo "routed result: $got" >&2; exit 1; }
 # pgbench -r prints "latency_ms ... statement" per command; the line of the measured statement
 lat() { awk -v pat="$2" '/statement latencies/ {on=1; next} on && index($0, pat) {print $1}' "$1"; }
-for r in $(seq 1 "$R"); do
-    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/direct.sql" tenant_bench_warm >"$tmp/out" 2>&1
-    lat "$tmp/out" "SELECT name" >>"$tmp/direct.t"
-    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/dblink.sql" >"$tmp/out" 2>&1
-    lat "$tmp/out" "FROM dblink(" >>"$tmp/dblink.t"
-    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/routed.sql" >"$tmp/out" 2>&1
-    lat "$tmp/out" "messiah_tenant_query" >>"$tmp/routed.t"
-done
+# R interleaved rounds of S seconds: for each "key:pattern[:database]", pgbench runs $tmp/key.sql
+# and appends the latency of the statement matching pattern to $tmp/key.t
+rounds() {
+    for r in $(seq 1 "$R"); do
+        for spec in "$@"; do
+            IFS=: read -r key pat db <<<"$spec"
+            "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/$key.sql" $db >"$tmp/out" 2>&1
+            lat "$tmp/out" "$pat" >>"$tmp/$key.t"
+        done
+    done
+}
+rounds "direct:SELECT name:tenant_bench_warm" "dblink:FROM dblink(" "routed:messiah_tenant_query"
 med() { sort -n "$tmp/$1.t" | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'; }
 d=$(med direct) b=$(med dblink) m=$(med routed)
 printf "%-58s %9s %11s\n" "" "ms/call" "ratio"
@@ -278,12 +282,7 @@ echo
 echo "== catalog cache: the routed statement with messiah.catalog_cache off and on (median of $R rounds of $S s) =="
 printf 'SET messiah.catalog_cache = off;\nSELECT * FROM messiah_tenant_query('"'"'bench_warm'"'"', '"'"'%s'"'"');\n' "$QSTMT" >"$tmp/uncached.sql"
 printf 'SET messiah.catalog_cache = on;\nSELECT * FROM messiah_tenant_query('"'"'bench_warm'"'"', '"'"'%s'"'"');\n' "$QSTMT" >"$tmp/cached.sql"
-for r in $(seq 1 "$R"); do
-    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/uncached.sql" >"$tmp/out" 2>&1
-    lat "$tmp/out" "messiah_tenant_query" >>"$tmp/uncached.t"
-    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/cached.sql" >"$tmp/out" 2>&1
-    lat "$tmp/out" "messiah_tenant_query" >>"$tmp/cached.t"
-done
+rounds "uncached:messiah_tenant_query" "cached:messiah_tenant_query"
 u=$(med uncached) k=$(med cached)
 printf "%-58s %9s %11s\n" "" "ms/call" "ratio"
 printf "%-58s %9.3f %10.2fx\n" "catalog read on every call (catalog_cache off, baseline)" "$u" 1
@@ -294,12 +293,7 @@ echo
 echo "== catalog lookup alone: messiah.route_lookup() with messiah.catalog_cache off and on (median of $R rounds of $S s) =="
 printf 'SET messiah.catalog_cache = off;\nSELECT messiah.route_lookup('"'"'bench_warm'"'"');\n' >"$tmp/lookup_off.sql"
 printf 'SET messiah.catalog_cache = on;\nSELECT messiah.route_lookup('"'"'bench_warm'"'"');\n' >"$tmp/lookup_on.sql"
-for r in $(seq 1 "$R"); do
-    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/lookup_off.sql" >"$tmp/out" 2>&1
-    lat "$tmp/out" "route_lookup" >>"$tmp/lookup_off.t"
-    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/lookup_on.sql" >"$tmp/out" 2>&1
-    lat "$tmp/out" "route_lookup" >>"$tmp/lookup_on.t"
-done
+rounds "lookup_off:route_lookup" "lookup_on:route_lookup"
 lo=$(med lookup_off) ln=$(med lookup_on)
 printf "%-58s %9s %11s\n" "" "ms/call" "ratio"
 printf "%-58s %9.3f %10.2fx\n" "uncached lookup: the catalog read (baseline)" "$lo" 1
@@ -311,14 +305,8 @@ printf "SELECT * FROM messiah_tenant_query('bench_warm', '%s', max_age => '10 mi
 printf "SELECT * FROM messiah_tenant_query('bench_warm', '%s', max_age => '0');\n" "$QSTMT" >"$tmp/rc_refresh.sql"
 got=$(psql_ -Atc "SELECT * FROM messiah_tenant_query('bench_warm', '$QSTMT', max_age => '10 minutes')")
 [ "$got" = '{"name": "Routed", "email": "routed@example.com"}' ] || { echo "cached result: $got" >&2; exit 1; }
-for r in $(seq 1 "$R"); do
-    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/routed.sql" >"$tmp/out" 2>&1
-    lat "$tmp/out" "messiah_tenant_query" >>"$tmp/rc_none.t"
-    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/rc_refresh.sql" >"$tmp/out" 2>&1
-    lat "$tmp/out" "messiah_tenant_query" >>"$tmp/rc_refresh.t"
-    "$PGBIN/pgbench" -n -r -T "$S" -c 1 -f "$tmp/rc_hit.sql" >"$tmp/out" 2>&1
-    lat "$tmp/out" "messiah_tenant_query" >>"$tmp/rc_hit.t"
-done
+cp "$tmp/routed.sql" "$tmp/rc_none.sql"
+rounds "rc_none:messiah_tenant_query" "rc_refresh:messiah_tenant_query" "rc_hit:messiah_tenant_query"
 n0=$(med rc_none) n1=$(med rc_refresh) n2=$(med rc_hit)
 printf "%-58s %9s %11s\n" "" "ms/call" "ratio"
 printf "%-58s %9.3f %10.2fx\n" "no max_age: runs in the tenant database (baseline)" "$n0" 1

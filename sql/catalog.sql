@@ -131,7 +131,10 @@ CREATE TABLE messiah.tenants (
     -- the highest tenant schema migration applied in its database, as the last
     -- messiah_migrate_tenants found it there (the database's own record is the truth)
     migration_version bigint NOT NULL DEFAULT 0,
-    migrated_at     timestamptz
+    migrated_at     timestamptz,
+    -- the messiah_tenant extension version in its database, as the last
+    -- messiah_upgrade_tenants found it (NULL: not looked at yet)
+    extension_version text
 );
 -- one provisioned tenant per database name (supabase tenants share their project's database)
 CREATE UNIQUE INDEX tenants_database_name_key ON messiah.tenants (database_name)

@@ -21,9 +21,10 @@
 //!   migrations' fingerprint, so a new migration gives a new template, built with them
 //!   (`tenants::provision::ensure_template`).
 
+use super::rounds::{self, report, round, targets};
 use crate::err::{Code, Error};
 use crate::ident::quote_literal;
-use crate::remote::probe::{self, Probe};
+use crate::remote::probe;
 use crate::remote::Server;
 use crate::tenants::catalog::Tenant;
 use sha2::{Digest, Sha256};
@@ -86,8 +87,17 @@ impl Migration {
     }
 }
 
-/// What the template's name depends on: every migration's version and checksum.
+/// What the template's name depends on: every migration's version and checksum. Empty when
+/// the catalog has no `messiah.migrations` (a database still on 0.1.0's SQL, run by this
+/// library before `ALTER EXTENSION messiah UPDATE`).
 pub fn fingerprint() -> String {
+    if crate::spi::one::<bool>(
+        "SELECT pg_catalog.to_regclass('messiah.migrations') IS NULL",
+        &[],
+    ) != Some(false)
+    {
+        return String::new();
+    }
     crate::spi::one::<String>(
         "SELECT coalesce(string_agg(version::text || ':' || checksum, ',' ORDER BY version), '') \
          FROM messiah.migrations",
@@ -176,69 +186,7 @@ pub fn add(version: i64, sql: &str, description: Option<&str>) -> Result<Migrati
 }
 
 /// One row of `messiah_migrate_tenants()`.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub tenant_id: String,
-    pub from_version: Option<i64>,
-    pub to_version: Option<i64>,
-    /// `ok`, `failed` or `skipped`.
-    pub status: &'static str,
-    pub message: String,
-    pub duration_ms: f64,
-}
-
-fn report(t: &Tenant, status: &'static str, message: impl Into<String>) -> Report {
-    Report {
-        tenant_id: t.tenant_id.clone(),
-        from_version: None,
-        to_version: None,
-        status,
-        message: message.into(),
-        duration_ms: 0.0,
-    }
-}
-
-/// The databases to look at: ready, provisioned tenants of this installation on a server
-/// that is not offline; the others are reported `skipped`.
-fn targets(servers: &HashMap<i64, Server>) -> (Vec<Tenant>, Vec<Report>) {
-    let (mut go, mut skipped) = (Vec::new(), Vec::new());
-    for t in Tenant::all_ready() {
-        let why = if t.is_supabase() {
-            Some("a supabase tenant has no messiah library in its project's database: migrate it with the project's own tools")
-        } else if !t.is_ours() {
-            Some("managed by another installation")
-        } else {
-            match servers.get(&t.server_id) {
-                Some(s) if s.status == "offline" => Some("its server is offline"),
-                Some(_) => None,
-                None => Some("its server is not registered"),
-            }
-        };
-        match why {
-            Some(w) => skipped.push(report(&t, "skipped", w)),
-            None => go.push(t),
-        }
-    }
-    (go, skipped)
-}
-
-/// Runs `sql` in each tenant's database (maintenance connection), `concurrency` at once.
-fn round(
-    tenants: &[&Tenant],
-    servers: &HashMap<i64, Server>,
-    sql: impl Fn(&Tenant) -> String,
-    concurrency: usize,
-    timeout: Duration,
-) -> Vec<probe::Outcome> {
-    let probes: Vec<Probe> = tenants
-        .iter()
-        .map(|t| Probe {
-            params: servers[&t.server_id].database(&t.database_name).params(),
-            sql: sql(t),
-        })
-        .collect();
-    probe::run(&probes, concurrency, timeout)
-}
+pub type Report = rounds::Report<i64>;
 
 /// Asks each tenant's database its migration version (`messiah.migration_version()`).
 fn versions(
@@ -259,30 +207,17 @@ fn versions(
 /// `messiah_migrate_tenants` (see the module comment). Errors: 22023 concurrency < 1;
 /// 55P03 another run is in progress.
 pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Error> {
-    if concurrency < 1 {
-        return Err(Error::new(
-            Code::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("concurrency must be at least 1, got {concurrency}"),
-        ));
-    }
-    let locked = crate::spi::one::<bool>(
-        "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('messiah_migrate_tenants'))",
-        &[],
-    );
-    if locked != Some(true) {
-        return Err(Error::new(
-            Code::ERRCODE_LOCK_NOT_AVAILABLE,
-            "another messiah_migrate_tenants() is running in this database",
-        )
-        .hint("Wait for it to end; a re-run then does only what is left."));
-    }
+    let concurrency = rounds::start("messiah_migrate_tenants", concurrency)?;
     let migrations = Migration::all(target);
     let target_version = migrations.last().map_or(0, |m| m.version);
     let servers: HashMap<i64, Server> = Server::all().into_iter().map(|s| (s.id, s)).collect();
-    let (tenants, mut out) = targets(&servers);
-    let connect = Duration::from_millis(crate::guc::CONNECT_TIMEOUT_MS.get().max(100) as u64);
+    let (tenants, mut out) = targets(
+        &servers,
+        "a supabase tenant has no messiah library in its project's database: migrate it with the project's own tools",
+    );
+    let connect = rounds::connect_timeout();
     let all: Vec<&Tenant> = tenants.iter().collect();
-    let found = versions(&all, &servers, concurrency as usize, connect);
+    let found = versions(&all, &servers, concurrency, connect);
     let mut behind = Vec::new();
     for (t, o) in tenants.iter().zip(found) {
         let version = o.value.as_deref().and_then(|v| v.parse::<i64>().ok());
@@ -320,7 +255,7 @@ pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Err
         &work,
         &servers,
         |t| pending(t, from[t.tenant_id.as_str()]),
-        concurrency as usize,
+        concurrency,
         Duration::from_secs(3600),
     );
     let mut failed = Vec::new();
@@ -342,13 +277,13 @@ pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Err
     }
     // where the failed ones stopped, read again from their databases
     let stopped: Vec<&Tenant> = failed.iter().map(|(t, _)| *t).collect();
-    let now = versions(&stopped, &servers, concurrency as usize, connect);
+    let now = versions(&stopped, &servers, concurrency, connect);
     for ((_, mut r), o) in failed.into_iter().zip(now) {
         r.to_version = o.value.as_deref().and_then(|x| x.parse().ok());
         out.push(r);
     }
     record(&out);
-    rebuild_templates(&servers, &tenants);
+    rounds::rebuild_templates(&servers, &tenants);
     out.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
     Ok(out)
 }
@@ -362,26 +297,6 @@ fn record(reports: &[Report]) {
                  WHERE tenant_id = $1 AND migration_version IS DISTINCT FROM $2",
                 &[r.tenant_id.as_str().into(), v.into()],
             );
-        }
-    }
-}
-
-/// Builds the template of every server that holds tenants for the current migrations, so the
-/// next tenant created there starts with all of them (a failure is a WARNING: creating a
-/// tenant builds it, and reports the failure, then).
-fn rebuild_templates(servers: &HashMap<i64, Server>, tenants: &[Tenant]) {
-    let mut ids: Vec<i64> = tenants.iter().map(|t| t.server_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    for id in ids {
-        if let Some(s) = servers.get(&id) {
-            if let Err(e) = crate::tenants::provision::ensure_template(s) {
-                pgrx::warning!(
-                    "server \"{}\": the template was not rebuilt: {}",
-                    s.name,
-                    e.message
-                );
-            }
         }
     }
 }

@@ -1,6 +1,9 @@
-//! Operating the fleet (issue "Operating the fleet"): tenant schema migrations.
+//! Operating the fleet (issue "Operating the fleet"): tenant schema migrations and versioned
+//! upgrades of every tenant database.
 
 pub mod migrations;
+pub mod rounds;
+pub mod upgrades;
 
 use crate::err::OrRaise;
 use crate::shim::required;
@@ -104,6 +107,45 @@ fn messiah_list_migrations(
             s.pending,
             s.migrated_at
                 .map(pgrx::datum::datetime_support::to_timestamp),
+        )
+    }))
+}
+
+/// Brings every ready tenant database's `messiah_tenant` extension to this admin database's
+/// version (`ALTER EXTENSION messiah_tenant UPDATE TO ...` with the upgrade scripts the
+/// package ships), at most `concurrency` databases at once, re-applies the tenant's roles and
+/// grants after COMMIT, records each tenant's version in the catalog and rebuilds the
+/// templates. Run it after `ALTER EXTENSION messiah UPDATE` in the admin database. One row per
+/// tenant: `tenant_id`, `from_version`, `to_version` (read from its database), `status` (ok |
+/// failed | skipped), `message`, `duration_ms`. A failure is recorded and the others
+/// continue; a re-run does only what is left; the tenants keep working meanwhile (no lock on
+/// their tables). Errors: 22023 concurrency < 1; 55P03 another run is in progress.
+#[allow(clippy::type_complexity)]
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_upgrade_tenants(
+    concurrency: default!(Option<i32>, 4),
+) -> TableIterator<
+    'static,
+    (
+        name!(tenant_id, String),
+        name!(from_version, Option<String>),
+        name!(to_version, Option<String>),
+        name!(status, String),
+        name!(message, String),
+        name!(duration_ms, f64),
+    ),
+> {
+    let concurrency = crate::shim::not_null("concurrency", concurrency);
+    let reports = upgrades::upgrade(concurrency).or_raise();
+    TableIterator::new(reports.into_iter().map(|r| {
+        (
+            r.tenant_id,
+            r.from_version,
+            r.to_version,
+            r.status.to_string(),
+            r.message,
+            r.duration_ms,
         )
     }))
 }

@@ -368,9 +368,14 @@ fn returned(rows: Rows) -> Vec<JsonB> {
 /// timeout; 25006 a write with max_age; the server's own errors (42P02 too few params,
 /// 08P01/42P18 wrong params, 42501 a right the tenant role lacks), each with a CONTEXT line
 /// naming the tenant and server.
-#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[pg_extern(
+    name = "messiah_tenant_query",
+    security_definer,
+    volatile,
+    parallel_unsafe
+)]
 #[search_path(pg_catalog, pg_temp)]
-fn messiah_tenant_query(
+fn messiah_tenant_query_v2(
     tenant_id: Option<&str>,
     query: Option<&str>,
     params: default!(Option<JsonbArg>, "'[]'"),
@@ -400,6 +405,20 @@ fn messiah_tenant_query(
         Some(ms) => cached_query(&r, query, &params, ms).or_raise(),
     };
     SetOfIterator::new(out.into_iter().map(JsonB))
+}
+
+/// The 0.1.0 signature `messiah_tenant_query(text, text, jsonb)`, kept in the library under
+/// its 0.1.0 symbol (`messiah_tenant_query_wrapper`) and not in 0.2.0's SQL: there is one
+/// `$libdir/messiah` for every version, so a database still on 0.1.0's SQL calls this
+/// library until `ALTER EXTENSION messiah UPDATE`, and its 3-argument calls must reach a
+/// 3-argument function (the 0.2.0 function reads a fourth argument). Same behaviour as 0.1.0.
+#[pg_extern(sql = false)]
+fn messiah_tenant_query(
+    tenant_id: Option<&str>,
+    query: Option<&str>,
+    params: Option<JsonbArg>,
+) -> SetOfIterator<'static, JsonB> {
+    messiah_tenant_query_v2(tenant_id, query, params, None)
 }
 
 /// One jsonb object per row.

@@ -3,7 +3,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 CLUSTER := scripts/cluster.sh
 PGRX_TEST_DATA := /tmp/messiah-pgrx-test
 
-.PHONY: deps install package tenant-extension cluster stop demo test lint unit regress isolation integration bench openapi clean
+.PHONY: deps install package tenant-extension cluster stop demo test lint unit regress isolation integration upgrade bench openapi clean
 
 deps:
 	@scripts/deps.sh
@@ -65,7 +65,12 @@ integration: install
 	MESSIAH_TEST_HOST=/tmp/messiah-cluster MESSIAH_TEST_PORT=28815 \
 	  cargo test --features integration --test integration -- --test-threads=4
 
-test: lint unit regress isolation integration
+# The versioned upgrade from 0.1.0 (built from its git tag) to this build, end to end, then
+# the integration suite on the upgraded cluster (scripts/upgrade_test.sh).
+upgrade: install
+	scripts/upgrade_test.sh
+
+test: lint unit regress isolation integration upgrade
 	@echo "make test: all suites passed"
 
 bench: deps

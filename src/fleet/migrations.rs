@@ -51,9 +51,21 @@ pub fn checksum(sql: &str) -> String {
         .collect()
 }
 
+/// Whether the catalog has `messiah.migrations` (not when it is still on 0.1.0's SQL, run by
+/// this library before `ALTER EXTENSION messiah UPDATE`: there are no migrations then).
+fn catalog_has_migrations() -> bool {
+    crate::spi::one::<bool>(
+        "SELECT pg_catalog.to_regclass('messiah.migrations') IS NOT NULL",
+        &[],
+    ) == Some(true)
+}
+
 impl Migration {
     /// Every registered migration up to `target` (all when `None`), by version.
     pub fn all(target: Option<i64>) -> Vec<Migration> {
+        if !catalog_has_migrations() {
+            return Vec::new();
+        }
         crate::spi::text_rows(
             // ORDER BY m.version: a bare `version` would sort the text output column
             "SELECT m.version::text, m.sql, m.checksum, m.description FROM messiah.migrations m \
@@ -87,15 +99,10 @@ impl Migration {
     }
 }
 
-/// What the template's name depends on: every migration's version and checksum. Empty when
-/// the catalog has no `messiah.migrations` (a database still on 0.1.0's SQL, run by this
-/// library before `ALTER EXTENSION messiah UPDATE`).
+/// What the template's name depends on: every migration's version and checksum (empty
+/// without migrations, or without the table: [`catalog_has_migrations`]).
 pub fn fingerprint() -> String {
-    if crate::spi::one::<bool>(
-        "SELECT pg_catalog.to_regclass('messiah.migrations') IS NULL",
-        &[],
-    ) != Some(false)
-    {
+    if !catalog_has_migrations() {
         return String::new();
     }
     crate::spi::one::<String>(

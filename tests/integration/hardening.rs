@@ -312,7 +312,9 @@ fn reconcile_drops_templates_of_earlier_builds_only() {
             "CREATE DATABASE messiah_template_00000000000000aa IS_TEMPLATE true ALLOW_CONNECTIONS false",
         )
         .unwrap();
-    // a template in use: the current one, built by this tenant's creation
+    // a template in use: the current one, built by this tenant's creation (without
+    // migrations: the build's base template, which has no COMMENT; other tests' installations
+    // with migrations have their own, named in theirs)
     c.execute(
         "SELECT messiah_create_tenant('it_h_tpl', 'Tpl', 'it-h-tpl')",
         &[],
@@ -321,7 +323,8 @@ fn reconcile_drops_templates_of_earlier_builds_only() {
     let current: String = connect("postgres")
         .query_one(
             "SELECT datname::text FROM pg_database WHERE datname LIKE 'messiah\\_template\\_%' \
-             AND datistemplate AND datname <> 'messiah_template_00000000000000aa'",
+             AND datistemplate AND datname <> 'messiah_template_00000000000000aa' \
+             AND pg_catalog.shobj_description(oid, 'pg_database') IS NULL",
             &[],
         )
         .unwrap()

@@ -37,6 +37,14 @@ pub static INDEX_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000
 /// so that it never queues the tenant's writers for long.
 pub static MIGRATION_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 
+/// `messiah.move_timeout`: milliseconds a tenant move may wait for its initial copy, and
+/// for the target to catch up at cutover, before it gives up (and undoes itself).
+pub static MOVE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(600_000);
+
+/// `messiah.move_cutover_timeout`: milliseconds a tenant move waits for the routed calls in
+/// flight (their transactions) before cutting over; past it the move fails and undoes itself.
+pub static MOVE_CUTOVER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
+
 /// `messiah.route_max_rows`: rows a routed call (`messiah_tenant_query`, ...) may return;
 /// past it the remote statement is cancelled and the call fails with 54000.
 pub static ROUTE_MAX_ROWS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -173,6 +181,22 @@ pub fn register() {
         c"messiah.migration_lock_timeout",
         c"Milliseconds a tenant schema migration waits for a lock in a tenant database before it fails (a re-run retries it).",
         &MIGRATION_LOCK_TIMEOUT_MS,
+        (1, 3_600_000),
+        GucContext::Suset,
+        true,
+    );
+    int(
+        c"messiah.move_timeout",
+        c"Milliseconds a tenant move waits for its initial copy, and for the target to catch up at cutover, before it undoes itself.",
+        &MOVE_TIMEOUT_MS,
+        (100, i32::MAX),
+        GucContext::Suset,
+        true,
+    );
+    int(
+        c"messiah.move_cutover_timeout",
+        c"Milliseconds a tenant move waits for the tenant's routed calls in flight before cutting over; past it the move fails and undoes itself.",
+        &MOVE_CUTOVER_TIMEOUT_MS,
         (1, 3_600_000),
         GucContext::Suset,
         true,

@@ -28,6 +28,8 @@ mod lifecycle;
 mod metrics;
 #[path = "integration/migrations.rs"]
 mod migrations;
+#[path = "integration/moves.rs"]
+mod moves;
 #[path = "integration/privileged.rs"]
 mod privileged;
 #[path = "integration/reconcile.rs"]

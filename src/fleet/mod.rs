@@ -1,7 +1,8 @@
-//! Operating the fleet (issue "Operating the fleet"): tenant schema migrations and versioned
-//! upgrades of every tenant database.
+//! Operating the fleet (issue "Operating the fleet"): tenant schema migrations, versioned
+//! upgrades of every tenant database, and moving tenants between servers.
 
 pub mod migrations;
+pub mod moves;
 pub mod rounds;
 pub mod upgrades;
 
@@ -146,6 +147,73 @@ fn messiah_upgrade_tenants(
             r.status.to_string(),
             r.message,
             r.duration_ms,
+        )
+    }))
+}
+
+/// Moves a tenant's database to server `to_server` (NULL: where the placement policy puts a new
+/// tenant) with logical replication (see
+/// `fleet::moves`): a copy on the target from its template, a publication and subscription,
+/// the initial copy while the tenant works, then a cutover during which new routed calls wait
+/// (at most `messiah.move_cutover_timeout` for calls in flight, then the catch-up), the
+/// tenant's own sessions on the source are ended, sequences are set, and the catalog points to
+/// the target at COMMIT. The source database is dropped after COMMIT, or kept (and its role
+/// locked out) with `keep_source`. Returns `{"tenant_id","from","to","copy_ms","cutover_ms",
+/// "source"}`. A failure leaves the tenant on its source, working; what could not be removed
+/// at once goes with `messiah_reconcile(repair => true)`. Errors: 25001 inside a transaction
+/// block; 22023 already there; 42704 no such tenant or server; 55000 not ready, target not
+/// active, source without `wal_level = logical`, tables without a primary key, tenant not at
+/// the current versions, or the copy failed; 42501 the target's user is not a superuser;
+/// 42P04 the target has a database of that name; 55P03 routed calls in flight past the cutover
+/// timeout; 57014 `messiah.move_timeout`.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_move_tenant(
+    tenant_id: Option<&str>,
+    to_server: Option<&str>,
+    keep_source: default!(Option<bool>, false),
+) -> JsonB {
+    let id = crate::shim::tenant_id_arg(tenant_id);
+    let to = to_server;
+    let keep = crate::shim::not_null("keep_source", keep_source);
+    JsonB(moves::move_tenant(id.as_str(), to, keep).or_raise())
+}
+
+/// Moves every tenant off server `name`: marks it `draining` (it receives no new tenant),
+/// then moves its ready tenants one at a time to the server the placement policy chooses (the
+/// active server with the fewest tenants), **each move in its own transaction** (run over a
+/// connection of this backend to this admin database, so each tenant's cutover commits on its
+/// own and a failure does not stop the others). One row per tenant: `tenant_id`, `to_server`,
+/// `status` (moved | failed), `message`, `copy_ms`, `cutover_ms`. Errors: 42704 no such
+/// server; 55000 messiah's local server is not registered (the moves run through it).
+#[allow(clippy::type_complexity)]
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn messiah_drain_server(
+    name: Option<&str>,
+    keep_source: default!(Option<bool>, false),
+) -> TableIterator<
+    'static,
+    (
+        name!(tenant_id, String),
+        name!(to_server, Option<String>),
+        name!(status, String),
+        name!(message, String),
+        name!(copy_ms, Option<f64>),
+        name!(cutover_ms, Option<f64>),
+    ),
+> {
+    let name = required("name", name);
+    let keep = crate::shim::not_null("keep_source", keep_source);
+    let rows = moves::drain(name, keep).or_raise();
+    TableIterator::new(rows.into_iter().map(|r| {
+        (
+            r.tenant_id,
+            r.to_server,
+            r.status.to_string(),
+            r.message,
+            r.copy_ms,
+            r.cutover_ms,
         )
     }))
 }

@@ -50,8 +50,12 @@ struct Route {
 /// another installation's tenant, not ready, not active (naming the status), or on a server
 /// marked `offline`; 0A000 a
 /// connector type that cannot be routed; F0000 no key file.
+///
+/// It first takes the tenant's move lock shared (`fleet::moves`): while a move of the tenant
+/// cuts over, the call waits, then routes to the tenant's new server.
 fn route(tenant_id: Option<&str>) -> Result<Route, Error> {
     let id = tenant_id_arg(tenant_id);
+    crate::fleet::moves::lock_shared(id.as_str());
     let row = match crate::cache::catalog::route_row(id.as_str()) {
         Some(r) if r.tenant.lifecycle != "dropping" => r,
         _ => return Err(crate::tenants::catalog::not_found(id.as_str())),

@@ -325,7 +325,7 @@ fn messiah_create_tenant(
     // A leftover of an aborted creation of this id is garbage: it goes now rather than
     // making this creation fail.
     if let Some(db) = provision::find_database(&server, &datname).or_raise() {
-        if provision::aborted_creation(&installation_id(), &db).is_some() {
+        if provision::aborted_creation(&installation_id(), &db, &server).is_some() {
             provision::lock_database(&server, &datname);
             provision::force_drop(&server, &datname).or_raise();
         }

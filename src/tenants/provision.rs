@@ -139,7 +139,22 @@ pub fn lock_database(server: &Server, name: &str) {
 
 /// `DROP DATABASE IF EXISTS <name> WITH (FORCE)` on the server (sessions still connected are
 /// ended; this backend's own pooled connections to it are closed first).
+///
+/// A move's subscription in it (a failed move's copy) is dropped first: PostgreSQL refuses to
+/// drop a database that has a subscription (55006).
 pub fn force_drop(server: &Server, name: &str) -> Result<(), Error> {
+    let subs = remote::query_or_error(
+        &server.maintenance(),
+        "SELECT s.subname::pg_catalog.text FROM pg_catalog.pg_subscription s          JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.subdbid          WHERE d.datname OPERATOR(pg_catalog.=) $1 AND d.datallowconn AND s.subname OPERATOR(pg_catalog.~~) 'messiah\\_move\\_%'",
+        &[Some(name)],
+    )?;
+    for sub in subs
+        .rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+    {
+        crate::fleet::moves::drop_subscription(server, name, &sub)?;
+    }
     remote::close_database(server.id, name);
     remote::execute_or_error(
         &server.maintenance(),
@@ -425,7 +440,7 @@ fn create_database_counted(t: &Tenant) -> Result<(), Error> {
 }
 
 /// The marker of tenant `t`'s database, naming this installation and `creating_xid`.
-fn marker_for(t: &Tenant, creating_xid: &str) -> Marker {
+pub fn marker_for(t: &Tenant, creating_xid: &str) -> Marker {
     Marker {
         messiah_tenant: t.tenant_id.clone(),
         database: t.database_name.clone(),
@@ -456,6 +471,21 @@ pub fn write_marker(t: &Tenant, server: &Server, creating_xid: &str) -> Result<(
 /// version is ignored and a copy managed by another installation is refused (55000).
 /// Returns `installed` or `unchanged`.
 pub fn install_copy(t: &Tenant, server: &Server, force: bool) -> Result<String, Error> {
+    install_copy_in(t, server, &t.database_name, force)
+}
+
+/// Installs the tenant's catalog copy, replacing whatever is there, in database `database` of
+/// `server` (a move's copy, under its temporary name).
+pub fn install_copy_into(t: &Tenant, server: &Server, database: &str) -> Result<String, Error> {
+    install_copy_in(t, server, database, true)
+}
+
+fn install_copy_in(
+    t: &Tenant,
+    server: &Server,
+    database: &str,
+    force: bool,
+) -> Result<String, Error> {
     let snapshot = t.snapshot();
     let version = snapshot
         .get("version")
@@ -464,7 +494,7 @@ pub fn install_copy(t: &Tenant, server: &Server, force: bool) -> Result<String, 
         .to_string();
     let snapshot = snapshot.to_string();
     let rows = remote::query_once(
-        &server.database(&t.database_name),
+        &server.database(database),
         "SELECT messiah.install_snapshot($1::uuid, $2, $3::bigint, $4::jsonb, $5::boolean)",
         &[
             Some(&installation_id()),
@@ -542,7 +572,7 @@ pub fn sweep(servers: &[Server], drop: bool) -> Result<Vec<Swept>, Error> {
             });
         }
         for db in list_databases(server, "tenant\\_%")? {
-            if let Some(m) = aborted_creation(&inst, &db) {
+            if let Some(m) = aborted_creation(&inst, &db, server) {
                 if drop {
                     lock_database(server, &db.name);
                     force_drop(server, &db.name)?;
@@ -559,14 +589,17 @@ pub fn sweep(servers: &[Server], drop: bool) -> Result<Vec<Swept>, Error> {
 
 /// The marker of `db` if it is a tenant database of installation `inst` whose creating
 /// transaction aborted and that no catalog row names.
-pub fn aborted_creation(inst: &str, db: &Database) -> Option<Marker> {
+///
+/// "Names" means on `server`: a move that failed after renaming its copy on the target
+/// server leaves a database the catalog names on the source only (`fleet::moves`).
+pub fn aborted_creation(inst: &str, db: &Database, server: &Server) -> Option<Marker> {
     let m = Marker::parse(db.comment.as_deref()?)?;
     if !m.is_of(inst, &db.name) {
         return None;
     }
     let named = crate::spi::one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM messiah.tenants WHERE database_name = $1)",
-        &[db.name.as_str().into()],
+        "SELECT EXISTS (SELECT 1 FROM messiah.tenants WHERE database_name = $1 AND server_id = $2)",
+        &[db.name.as_str().into(), server.id.into()],
     )
     .unwrap_or(true);
     (!named && xact_status(&m.creating_xid) == "aborted").then_some(m)

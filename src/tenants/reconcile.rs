@@ -188,6 +188,22 @@ pub fn reconcile(repair: bool, deep: bool) -> Result<Vec<Drift>, Error> {
         }
         out.extend(stale_templates(&server, repair)?);
     }
+    // after every server's sweep: a failed move's copy (and its subscription, which keeps the
+    // source's slot in use) is gone by now
+    for server in servers()? {
+        let tenants = Tenant::on_server(server.id);
+        for (tenant_id, what, action) in
+            crate::fleet::moves::leftovers(&server, &tenants, repair, deep)?
+        {
+            out.push(Drift {
+                kind: "move_leftover",
+                tenant_id,
+                database_name: what,
+                action,
+                server: server.name.clone(),
+            });
+        }
+    }
     out.extend(pending_actions());
     Ok(out)
 }

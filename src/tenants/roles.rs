@@ -91,7 +91,15 @@ pub fn login(t: &Tenant, installation: &str) -> Result<Login, Error> {
 /// Makes the tenant's roles on its server match its catalog row (see the module comment).
 /// Returns what was done. Errors: 42710 a role of that name exists and is not this tenant's;
 /// F0000 key file; remote errors with a CONTEXT naming the tenant and server.
+///
+/// Takes the tenant's move lock shared first, then reads the row again: a role change never
+/// runs while a move cuts the tenant over, nor from a row read before it (it would give the
+/// login back on the server being left).
 pub fn apply(t: &Tenant) -> Result<String, Error> {
+    crate::fleet::moves::lock_shared(&t.tenant_id);
+    // read again after the wait: a move may have changed the server meanwhile
+    let fresh = Tenant::find(&t.tenant_id, false).filter(|f| f.row_id == t.row_id);
+    let t = fresh.as_ref().unwrap_or(t);
     if t.lifecycle != "ready" || !t.is_ours() {
         return Ok(format!("skipped: tenant is {}", t.lifecycle));
     }

@@ -1,0 +1,298 @@
+//! Moving tenants between servers with logical replication (issue "Operating the fleet"): a
+//! move under a continuous routed writer (every row the writer saw committed arrives once),
+//! keep_source, the checks made before anything, draining a server, and failures (the target
+//! stopped mid-copy, the calling session cancelled) leaving the tenant on its source, working,
+//! with nothing left after messiah_reconcile(repair => true).
+
+use crate::common::*;
+use postgres::Client;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DB: &str = "messiah_it_moves";
+const LOGICAL: &str =
+    "shared_preload_libraries = 'messiah'\nmax_worker_processes = 16\nwal_level = logical";
+
+fn routed_count(c: &mut Client, tenant: &str) -> i64 {
+    c.query_one(
+        "SELECT (r->>'n')::bigint FROM messiah_tenant_query($1, 'SELECT count(*) AS n FROM clients') r",
+        &[&tenant],
+    )
+    .unwrap()
+    .get(0)
+}
+
+fn server_of(c: &mut Client, tenant: &str) -> String {
+    c.query_one("SELECT messiah_get_tenant($1)->>'server'", &[&tenant])
+        .unwrap()
+        .get(0)
+}
+
+/// Nothing of a move is left on `cluster` (slots, publications in `db`) nor on `target`
+/// (databases of temporary names, subscriptions).
+fn nothing_left(source: &OtherCluster, db: &str, target: &OtherCluster) {
+    let mut s = source.connect("postgres");
+    let slots: i64 = s
+        .query_one("SELECT count(*) FROM pg_replication_slots", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(slots, 0, "replication slots left on the source");
+    let pubs: i64 = source
+        .connect(db)
+        .query_one("SELECT count(*) FROM pg_publication", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(pubs, 0, "publications left in {db}");
+    let mut t = target.connect("postgres");
+    let left: i64 = t
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'messiah\\_new\\_%' OR datname = $1",
+            &[&db],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "databases left on the target");
+    let subs: i64 = t
+        .query_one("SELECT count(*) FROM pg_subscription", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(subs, 0, "subscriptions left on the target");
+}
+
+#[test]
+fn moves_under_a_writer_drains_and_failures_leave_the_tenant_working() {
+    let b = OtherCluster::start("/tmp/messiah-it-move-b", 28825, None, LOGICAL);
+    let c2 = OtherCluster::start("/tmp/messiah-it-move-c", 28828, None, LOGICAL);
+    for t in ["it_mv_a", "it_mv_b"] {
+        drop_db(&format!("tenant_{t}"));
+    }
+    let mut c = admin_db(DB);
+    c.execute("SELECT messiah_add_server('mvb', $1)", &[&b.conninfo()])
+        .unwrap();
+    c.execute("SELECT messiah_add_server('mvc', $1)", &[&c2.conninfo()])
+        .unwrap();
+    c.batch_execute(
+        "SELECT messiah_create_tenant('it_mv_a', 'A', 'it-mv-a', server => 'mvb'); \
+         SELECT messiah_create_tenant('it_mv_b', 'B', 'it-mv-b', server => 'mvb'); \
+         SELECT messiah_define_field('it_mv_a', 'clients', 'score', 'number', 'Score', is_sortable => true); \
+         SELECT messiah_add_migration(1, 'CREATE TABLE notes (id bigserial PRIMARY KEY, body text)')",
+    )
+    .unwrap();
+    settle(&mut c);
+    c.batch_execute("SELECT count(*) FROM messiah_migrate_tenants()")
+        .unwrap();
+    settle(&mut c);
+
+    // checks made before anything: the local server has wal_level = replica
+    let e = fails(&mut c, "SELECT messiah_move_tenant('it_mv_a', 'local')");
+    assert_eq!(sqlstate(&e), "55000");
+    assert!(message(&e).contains("wal_level"), "{}", message(&e));
+    assert_eq!(
+        sqlstate(&fails(
+            &mut c,
+            "SELECT messiah_move_tenant('it_mv_a', 'mvb')"
+        )),
+        "22023"
+    );
+    assert_eq!(
+        sqlstate(&fails(
+            &mut c,
+            "SELECT messiah_move_tenant('it_mv_a', 'nowhere')"
+        )),
+        "42704"
+    );
+
+    // a writer inserts validated rows through routing the whole time; every row it saw
+    // committed must be on the target, once
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut w = connect(DB);
+            let mut committed = Vec::new();
+            let mut failed = 0;
+            let mut i = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let r = w.execute(
+                    "SELECT messiah_tenant_insert('it_mv_a', 'clients', jsonb_build_object('name', 'w' || $1::bigint, 'score', $1::bigint))",
+                    &[&i],
+                );
+                match r {
+                    Ok(_) => committed.push(i),
+                    Err(_) => failed += 1,
+                }
+            }
+            (committed, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let report: serde_json::Value = c
+        .query_one("SELECT messiah_move_tenant('it_mv_a', 'mvc')::text", &[])
+        .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
+        .unwrap();
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (committed, failed) = writer.join().unwrap();
+    assert_eq!(report["from"], "mvb");
+    assert_eq!(report["to"], "mvc");
+    assert!(report["cutover_ms"].as_f64().unwrap() < 5000.0, "{report}");
+    assert_eq!(failed, 0, "the writer's calls waited, none failed");
+    assert!(committed.len() > 10, "{} rows written", committed.len());
+    assert_eq!(server_of(&mut c, "it_mv_a"), "mvc");
+    let mut on_c = c2.connect("tenant_it_mv_a");
+    let rows: Vec<i64> = on_c
+        .query(
+            "SELECT (custom_fields->>'score')::bigint FROM clients ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        rows, committed,
+        "every committed row, once (move took {took:?})"
+    );
+    // the trigger, the field snapshot, its index, the migration and the roles came along
+    let e = on_c
+        .execute(
+            "INSERT INTO clients (name, custom_fields) VALUES ('x', '{\"score\": \"no\"}')",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "23514");
+    let idx: i64 = on_c
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'clients' AND indexdef LIKE '%score%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(idx, 1);
+    c.batch_execute("SELECT messiah_tenant_insert('it_mv_a', 'notes', '{\"body\": \"moved\"}')")
+        .unwrap();
+    // sequences were carried: a new routed row gets an id above the copied ones
+    let ids: i64 = c
+        .query_one(
+            "SELECT (r->>'n')::bigint FROM messiah_tenant_query('it_mv_a', 'SELECT count(DISTINCT id) AS n FROM notes') r",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ids, 1);
+    // after COMMIT the source database goes
+    settle(&mut c);
+    assert!(wait_until(30, || {
+        b.connect("postgres")
+            .query_one(
+                "SELECT count(*) FROM pg_database WHERE datname = 'tenant_it_mv_a'",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+    }));
+    nothing_left(&b, "tenant_it_mv_b", &c2);
+
+    // the target stopped mid-copy: the move fails, the tenant stays on its source, working
+    c.batch_execute(
+        "SELECT count(*) FROM messiah_tenant_query('it_mv_b', \
+           'INSERT INTO clients (name) SELECT ''bulk '' || i FROM generate_series(1, 400000) i')",
+    )
+    .unwrap();
+    let stopper = {
+        let dir = c2.dir.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            as_postgres(
+                "pg_ctl",
+                &["-D", &format!("{dir}/data"), "-m", "immediate", "stop"],
+            );
+        })
+    };
+    let e = fails(&mut c, "SELECT messiah_move_tenant('it_mv_b', 'mvc')");
+    stopper.join().unwrap();
+    assert!(!sqlstate(&e).is_empty(), "{}", message(&e));
+    assert_eq!(server_of(&mut c, "it_mv_b"), "mvb");
+    assert_eq!(routed_count(&mut c, "it_mv_b"), 400_000);
+    c2.restart();
+    c.batch_execute("SELECT count(*) FROM messiah_reconcile(repair => true)")
+        .unwrap();
+    nothing_left(&b, "tenant_it_mv_b", &c2);
+
+    // the calling session cancelled mid-copy: the same
+    let pid = backend_pid(&mut c);
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        connect("postgres")
+            .execute("SELECT pg_cancel_backend($1)", &[&pid])
+            .unwrap();
+    });
+    let e = fails(&mut c, "SELECT messiah_move_tenant('it_mv_b', 'mvc')");
+    canceller.join().unwrap();
+    assert_eq!(sqlstate(&e), "57014", "{}", message(&e));
+    assert_eq!(server_of(&mut c, "it_mv_b"), "mvb");
+    assert_eq!(routed_count(&mut c, "it_mv_b"), 400_000);
+    c.batch_execute("SELECT count(*) FROM messiah_reconcile(repair => true)")
+        .unwrap();
+    nothing_left(&b, "tenant_it_mv_b", &c2);
+
+    // draining mvb moves it_mv_b to the only other active server with room
+    c.batch_execute("SELECT messiah_alter_server('local', '{\"status\": \"draining\"}')")
+        .unwrap();
+    let drained: Vec<(String, Option<String>, String)> = c
+        .query(
+            "SELECT tenant_id, to_server, status FROM messiah_drain_server('mvb')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        drained,
+        [(
+            "it_mv_b".to_string(),
+            Some("mvc".to_string()),
+            "moved".to_string()
+        )]
+    );
+    assert_eq!(server_of(&mut c, "it_mv_b"), "mvc");
+    assert_eq!(routed_count(&mut c, "it_mv_b"), 400_000);
+    c.batch_execute("SELECT messiah_alter_server('local', '{\"status\": \"active\"}')")
+        .unwrap();
+
+    // and back, keeping the source this time
+    let r: String = c
+        .query_one(
+            "SELECT messiah_move_tenant('it_mv_a', 'mvb', keep_source => true)->>'source'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(r.starts_with("kept"), "{r}");
+    assert_eq!(server_of(&mut c, "it_mv_a"), "mvb");
+    assert_eq!(routed_count(&mut c, "it_mv_a"), committed.len() as i64);
+    settle(&mut c);
+    // the kept source is still there, its role locked out
+    let kept: i64 = c2
+        .connect("postgres")
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = 'tenant_it_mv_a'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1);
+    for t in ["it_mv_a", "it_mv_b"] {
+        drop_tenant(&mut c, t);
+    }
+    c.batch_execute("SELECT messiah_drop_server('mvb'); SELECT messiah_drop_server('mvc')")
+        .unwrap_or(());
+    b.stop();
+    c2.stop();
+}

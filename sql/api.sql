@@ -45,14 +45,17 @@ COMMENT ON FUNCTION messiah.tenant_json(messiah.tenants) IS
   'The jsonb form of a tenant returned by messiah_* functions: catalog columns, "database", "server", "lifecycle", "supabase" (keys masked) or null. Never a secret or a conninfo.';
 
 -- tenant_id, database_name, server_id and creating_xid identify the tenant's database:
--- changing them would point the catalog at another database, so they are immutable.
+-- changing them would point the catalog at another database, so they are immutable, except
+-- server_id and creating_xid in the cutover of messiah_move_tenant, which marks its
+-- transaction with messiah_internal.moving = the tenant's id.
 CREATE FUNCTION messiah.tenants_guard() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NEW.tenant_id IS DISTINCT FROM OLD.tenant_id
        OR NEW.database_name IS DISTINCT FROM OLD.database_name
-       OR NEW.server_id IS DISTINCT FROM OLD.server_id
-       OR NEW.creating_xid IS DISTINCT FROM OLD.creating_xid THEN
+       OR ((NEW.server_id IS DISTINCT FROM OLD.server_id
+            OR NEW.creating_xid IS DISTINCT FROM OLD.creating_xid)
+           AND current_setting('messiah_internal.moving', true) IS DISTINCT FROM OLD.tenant_id) THEN
         RAISE EXCEPTION 'tenant_id, database_name, server_id and creating_xid of tenant "%" cannot be changed', OLD.tenant_id
             USING ERRCODE = 'feature_not_supported',
                   DETAIL = 'They name the tenant''s database.',

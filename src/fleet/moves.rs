@@ -422,6 +422,11 @@ impl Move {
                 quote_ident(&self.tenant.database_name)
             ),
         )?;
+        // the catalog's guard lets only a move's cutover change these (sql/api.sql)
+        crate::spi::run(
+            "SELECT pg_catalog.set_config('messiah_internal.moving', $1, true)",
+            &[self.tenant.tenant_id.as_str().into()],
+        );
         crate::spi::run(
             "UPDATE messiah.tenants SET server_id = $2, creating_xid = $3::xid8 WHERE id = $1::uuid",
             &[self.tenant.row_id.as_str().into(), self.target.id.into(), self.xid.as_str().into()],

@@ -85,8 +85,12 @@ fn moves_under_a_writer_drains_and_failures_leave_the_tenant_working() {
     settle(&mut c);
 
     // checks made before anything: the local server has wal_level = replica
-    let e = fails(&mut c, "SELECT messiah_move_tenant('it_mv_a', 'local')");
-    assert_eq!(sqlstate(&e), "55000");
+    drop_db("tenant_it_mv_l");
+    c.batch_execute("SELECT messiah_create_tenant('it_mv_l', 'L', 'it-mv-l', server => 'local')")
+        .unwrap();
+    settle(&mut c);
+    let e = fails(&mut c, "SELECT messiah_move_tenant('it_mv_l', 'mvb')");
+    assert_eq!(sqlstate(&e), "55000", "{}", message(&e));
     assert!(message(&e).contains("wal_level"), "{}", message(&e));
     assert_eq!(
         sqlstate(&fails(
@@ -263,8 +267,11 @@ fn moves_under_a_writer_drains_and_failures_leave_the_tenant_working() {
     );
     assert_eq!(server_of(&mut c, "it_mv_b"), "mvc");
     assert_eq!(routed_count(&mut c, "it_mv_b"), 400_000);
-    c.batch_execute("SELECT messiah_alter_server('local', '{\"status\": \"active\"}')")
-        .unwrap();
+    c.batch_execute(
+        "SELECT messiah_alter_server('local', '{\"status\": \"active\"}'); \
+         SELECT messiah_alter_server('mvb', '{\"status\": \"active\"}')",
+    )
+    .unwrap();
 
     // and back, keeping the source this time
     let r: String = c
@@ -288,7 +295,7 @@ fn moves_under_a_writer_drains_and_failures_leave_the_tenant_working() {
         .unwrap()
         .get(0);
     assert_eq!(kept, 1);
-    for t in ["it_mv_a", "it_mv_b"] {
+    for t in ["it_mv_a", "it_mv_b", "it_mv_l"] {
         drop_tenant(&mut c, t);
     }
     c.batch_execute("SELECT messiah_drop_server('mvb'); SELECT messiah_drop_server('mvc')")

@@ -22,6 +22,8 @@
 #     with the second server stopped.
 #  8. Migrations: messiah_migrate_tenants() over the same tenants with nothing to do, with one
 #     trivial migration, and with nothing to do again.
+#  9. A move of a tenant with BENCH_MOVE_ROWS (100000) rows to the second server and back, a
+#     routed writer running: copy time and cutover time (the time its writes waited).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${BENCH_TENANTS:-100}
@@ -365,6 +367,32 @@ psql_ -c "SELECT messiah_add_migration(1, 'ALTER TABLE clients ADD COLUMN bench_
 echo "one trivial migration (ALTER TABLE clients ADD COLUMN), each in its own transaction: $(mig_run)"
 echo "nothing to do again (every database at version 1): $(mig_run)"
 echo "(django-tenants' migrate_schemas: 12 minutes for 900 tenants with nothing to do, as its users report)"
+
+echo
+MOVE_ROWS=${BENCH_MOVE_ROWS:-100000}
+echo "== a move: bench_move with $MOVE_ROWS validated rows from the local server to the second one and back, a writer running =="
+psql_ -c "SELECT 1 FROM messiah_create_tenant('bench_move', 'Move', 'bench-move', server => 'local')" \
+      -c "SELECT messiah_run_pending(wait_ms => 60000)" -c "SELECT count(*) FROM messiah_migrate_tenants()" >/dev/null
+psql_ -d tenant_bench_move -c "INSERT INTO clients (name, email)
+      SELECT 'Client ' || i, 'c' || i || '@example.com' FROM generate_series(1, $MOVE_ROWS) i" >/dev/null
+# a routed writer, one insert after another, for the whole move: its slowest call is the time
+# its writes waited at cutover
+cat >"$tmp/move_writer.sql" <<'SQL'
+SELECT messiah_tenant_insert('bench_move', 'clients', jsonb_build_object('name', 'writer', 'email', 'w' || random() || '@example.com'));
+SQL
+"$PGBIN/pgbench" -n -c 1 -T 600 -l --log-prefix="$tmp/move_writer" -f "$tmp/move_writer.sql" >/dev/null 2>&1 &
+writer=$!
+sleep 1
+for to in bench2 local; do
+    psql_ -Atc "SELECT 'to ' || (r->>'to') || ': copy ' || round((r->>'copy_ms')::numeric) || ' ms, cutover (writes waited) '
+                || round((r->>'cutover_ms')::numeric, 1) || ' ms' FROM messiah_move_tenant('bench_move', '$to') r"
+    psql_ -c "SELECT messiah_run_pending(wait_ms => 60000)" >/dev/null
+done
+kill "$writer" 2>/dev/null; wait "$writer" 2>/dev/null || true
+# pgbench -l: one line per transaction, the 3rd field its latency in microseconds
+written=$(cat "$tmp"/move_writer* 2>/dev/null | awk '{n++; if ($3 > m) m = $3} END {printf "%d %.1f", n, m / 1000}')
+rows=$(psql_ -Atc "SELECT r->>'n' FROM messiah_tenant_query('bench_move', 'SELECT count(*) AS n FROM clients') r")
+echo "writer: ${written% *} routed inserts during the moves, slowest ${written#* } ms; rows after: $rows (= $MOVE_ROWS + $((rows - MOVE_ROWS)) written)"
 rm -rf "$tmp"
 # the bench's tenants go, so that the cluster is left as `make cluster` gives it
 psql_ -c "SELECT count(messiah_drop_tenant(tenant_id)) FROM messiah.tenants WHERE tenant_id LIKE 'bench\_%'" >/dev/null

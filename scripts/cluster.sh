@@ -51,10 +51,14 @@ messiah.sweep_interval = 2000
 messiah.key_file = '$BASE/messiah.key'
 max_worker_processes = 32
 max_connections = 200
+# tenants can be moved off this server (messiah_move_tenant: logical replication)
+wal_level = logical
 fsync = off
 log_min_messages = warning
 CONF
     fi
+    # A cluster made before tenant moves existed: they need logical replication.
+    grep -q '^wal_level = logical' "$DATA/postgresql.conf" || echo "wal_level = logical" >>"$DATA/postgresql.conf"
     # Always restart: a preloaded library is read at postmaster start only.
     if as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
         as_pg "$BIN/pg_ctl" -D "$DATA" -m fast -w restart -l "$BASE/log" >/dev/null

@@ -356,5 +356,26 @@ q -c "SELECT tenant_id, server, routed_calls, rows_validated, rows_rejected,
              pg_size_pretty(database_size_bytes) AS size
       FROM messiah_tenant_stats() WHERE tenant_id = ANY (string_to_array('${TENANTS[*]}', ' ')) ORDER BY 1"
 
+section "Fleet: a tenant moved to the second server and back (logical replication)"
+local_tid=$(val -c "SELECT tenant_id FROM messiah.tenants t JOIN messiah.servers s ON s.id = t.server_id
+                    WHERE s.name = 'local' AND t.tenant_id = ANY (string_to_array('${TENANTS[*]}', ' ')) LIMIT 1")
+[ -n "$local_tid" ] || die "no demo tenant on the local server"
+counts() {
+    val -c "SELECT string_agg(tbl || ' ' || (SELECT r->>'n' FROM messiah_tenant_query('$local_tid',
+                'SELECT count(*) AS n FROM ' || tbl) r), ', ' ORDER BY tbl)
+            FROM unnest(ARRAY['activities', 'clients', 'projects']) tbl"
+}
+before=$(counts)
+echo "$local_tid on $(val -c "SELECT messiah_get_tenant('$local_tid')->>'server'"): $before"
+for to in second local; do
+    q -c "SELECT r->>'from' AS \"from\", r->>'to' AS \"to\", round((r->>'copy_ms')::numeric) AS copy_ms,
+                 round((r->>'cutover_ms')::numeric, 1) AS cutover_ms, r->>'source' AS source
+          FROM messiah_move_tenant('$local_tid', '$to') r"
+    val -c "SELECT messiah_run_pending(wait_ms => 30000)" >/dev/null
+    after=$(counts)
+    echo "$local_tid on $(val -c "SELECT messiah_get_tenant('$local_tid')->>'server'"): $after"
+    [ "$after" = "$before" ] || die "the move changed the tenant's rows"
+done
+
 section "Done"
 echo "tenants: ${TENANTS[*]} (psql -d tenant_<id>; drop with SELECT messiah_drop_tenant('<id>'))"

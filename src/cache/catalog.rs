@@ -88,7 +88,7 @@ fn usable() -> bool {
     // which may run the callback above.
     unsafe { pg_sys::AcceptInvalidationMessages() };
     if CHANNEL.with(|c| c.get()).is_none() {
-        let oid = crate::spi::one::<pg_sys::Oid>(
+        let oid = crate::spi::one_ro::<pg_sys::Oid>(
             "SELECT 'messiah.tenants'::pg_catalog.regclass::pg_catalog.oid",
             &[],
         );

@@ -54,7 +54,7 @@ pub fn checksum(sql: &str) -> String {
 /// Whether the catalog has `messiah.migrations` (not when it is still on 0.1.0's SQL, run by
 /// this library before `ALTER EXTENSION messiah UPDATE`: there are no migrations then).
 fn catalog_has_migrations() -> bool {
-    crate::spi::one::<bool>(
+    crate::spi::one_ro::<bool>(
         "SELECT pg_catalog.to_regclass('messiah.migrations') IS NOT NULL",
         &[],
     ) == Some(true)
@@ -105,7 +105,7 @@ pub fn fingerprint() -> String {
     if !catalog_has_migrations() {
         return String::new();
     }
-    crate::spi::one::<String>(
+    crate::spi::one_ro::<String>(
         "SELECT coalesce(string_agg(version::text || ':' || checksum, ',' ORDER BY version), '') \
          FROM messiah.migrations",
         &[],

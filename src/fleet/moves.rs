@@ -9,10 +9,15 @@
 //!    superuser (PG15's `CREATE SUBSCRIPTION` needs one); every table of the tenant has a
 //!    replica identity (a primary key), or its updates would fail during the copy.
 //! 2. **Copy**: the target database is created from the target's template under a temporary
-//!    name of this installation and transaction (`marker::temp_name`, swept if the call does not
-//!    commit), a publication of schema `public` is created in the source database, and a
-//!    subscription in the target one (its slot on the source); the initial copy runs while the
-//!    tenant keeps working; then the catalog copy and the custom-field indexes are installed.
+//!    name of this installation and tenant (`messiah_mv_<inst>_<tag>`; garbage, and swept, when
+//!    no move of that tag runs), a publication of schema `public` is created in the source
+//!    database, and a subscription in the target one (its slot on the source); the initial copy
+//!    runs while the tenant keeps working; then the catalog copy and the custom-field indexes
+//!    are installed. **This transaction has no transaction id during the copy**: creating a
+//!    logical slot (and each table's synchronization slot) waits for every transaction with an
+//!    id on the source server to end, and the source may be the admin's own cluster, so one
+//!    would wait for the other forever. No row lock is taken and nothing is written until the
+//!    cutover.
 //! 3. **Cutover**: the tenant's move lock is taken exclusively (`lock_timeout` =
 //!    `messiah.move_cutover_timeout`): every routed call takes it shared, so new routed calls
 //!    wait from here until the catalog points to the target (this call's COMMIT); the tenant's
@@ -26,9 +31,10 @@
 //! **Failure** at any step (the target stopped mid-copy, the call cancelled, a timeout) leaves
 //! the tenant on its source, working: the subscription, slot, publication and copy are removed
 //! at once when reachable. What cannot be (the session killed, a server gone) is found by
-//! `messiah_reconcile(repair => true)`: the copy is a temporary name whose transaction is over
-//! (swept; its subscription is dropped first, with `slot_name = NONE` when the source is gone,
-//! since `DROP DATABASE` refuses a database with a subscription), and slots and publications
+//! `messiah_reconcile(repair => true)` (and the executor's sweep): the copy of a move that no
+//! longer runs is swept (its subscription dropped first, with `slot_name = NONE` when the
+//! source is gone, since `DROP DATABASE` refuses a database with a subscription), a copy
+//! renamed by a cutover that did not commit is an aborted creation, and slots and publications
 //! named `messiah_move_*` of a tenant that is not moving now are dropped on every server
 //! (`move_leftovers`).
 
@@ -45,7 +51,7 @@ pub const PREFIX: &str = "messiah_move_";
 
 /// The publication, subscription and slot name of tenant `tenant_id`'s move.
 pub fn name(tenant_id: &str) -> String {
-    format!("{PREFIX}{:016x}", crate::ident::fnv64(tenant_id.as_bytes()))
+    format!("{PREFIX}{}", tag(tenant_id))
 }
 
 /// The advisory lock key of a tenant's move (in the admin database).
@@ -56,23 +62,58 @@ fn key(tenant_id: &str) -> i64 {
 /// Takes the tenant's move lock shared until the transaction ends: every routed call and role
 /// change does, so that none runs while a move cuts over (they wait for its COMMIT instead).
 pub fn lock_shared(tenant_id: &str) {
-    crate::spi::run(
+    crate::spi::run_ro(
         "SELECT pg_catalog.pg_advisory_xact_lock_shared($1)",
         &[key(tenant_id).into()],
     );
 }
 
-/// The advisory lock key held by a running move of the tenant, for its whole duration.
-fn running_key(tenant_id: &str) -> i64 {
-    crate::ident::fnv64(format!("messiah:moving:{tenant_id}").as_bytes()) as i64
+/// The hash naming a tenant's move objects (16 hex digits).
+fn tag(tenant_id: &str) -> String {
+    format!("{:016x}", crate::ident::fnv64(tenant_id.as_bytes()))
+}
+
+/// Prefix of the copies' names on targets: `messiah_mv_<installation>_<tag>`.
+pub const COPY_PREFIX: &str = "messiah_mv_";
+
+/// The name of a tenant's copy on the target while it moves. It names no transaction: a move
+/// keeps no transaction id while it copies (see [`move_tenant`]); the copy is garbage when no
+/// move of that tag runs ([`running_by_tag`]).
+fn copy_name(tenant_id: &str) -> String {
+    format!(
+        "{COPY_PREFIX}{}_{}",
+        marker::short_installation(&installation_id()),
+        tag(tenant_id)
+    )
+}
+
+/// The advisory lock key held by a running move of the tenant (by its tag), for its whole
+/// duration.
+fn running_key(tag: &str) -> i64 {
+    crate::ident::fnv64(format!("messiah:moving:{tag}").as_bytes()) as i64
+}
+
+/// Whether a copy named `datname` (of this installation) belongs to no running move: then it
+/// is garbage. Holds the move's running lock shared until the transaction ends, so that none
+/// starts meanwhile. `None` when `datname` is not a copy of this installation.
+pub fn abandoned_copy(datname: &str) -> Option<bool> {
+    let rest = datname.strip_prefix(COPY_PREFIX)?;
+    let rest = rest.strip_prefix(&marker::short_installation(&installation_id()))?;
+    let tag = rest.strip_prefix('_')?;
+    Some(
+        crate::spi::one_ro::<bool>(
+            "SELECT pg_catalog.pg_try_advisory_xact_lock_shared($1)",
+            &[running_key(tag).into()],
+        ) == Some(true),
+    )
 }
 
 /// Whether no move of `tenant_id` is running now (then its leftovers are garbage). Holds the
 /// running lock shared until the transaction ends, so that none starts meanwhile.
 pub fn not_moving(tenant_id: &str) -> bool {
-    crate::spi::one::<bool>(
+    crate::spi::one_ro::<bool>(
         "SELECT pg_catalog.pg_try_advisory_xact_lock_shared($1)",
-        &[running_key(tenant_id).into()],
+        &[running_key(&tag(tenant_id)).into()],
     ) == Some(true)
 }
 
@@ -145,7 +186,6 @@ struct Move {
     name: String,
     /// The copy's temporary name on the target.
     temp: String,
-    xid: String,
     context: String,
 }
 
@@ -155,7 +195,9 @@ fn prerequisite(message: String) -> Error {
 
 impl Move {
     fn plan(tenant_id: &str, to: Option<&str>) -> Result<Move, Error> {
-        let t = Tenant::existing(tenant_id, true)?;
+        // no row lock (it would give this transaction an id, see `move_tenant`): moves of one
+        // tenant are serialized by its running lock, and the cutover locks the row
+        let t = Tenant::existing(tenant_id, false)?;
         t.require_ours()?;
         if t.lifecycle != "ready" {
             return Err(prerequisite(format!(
@@ -183,8 +225,7 @@ impl Move {
                 ),
             ));
         }
-        let xid = provision::current_xid8();
-        let temp = marker::temp_name(&installation_id(), xid.parse().unwrap_or(0), &t.row_id);
+        let temp = copy_name(&t.tenant_id);
         Ok(Move {
             context: t.describe(&source),
             name: name(&t.tenant_id),
@@ -192,7 +233,6 @@ impl Move {
             source,
             target,
             temp,
-            xid,
         })
     }
 
@@ -307,9 +347,7 @@ impl Move {
         remote::execute_or_error(
             &maint,
             &format!(
-                "COMMENT ON DATABASE {} IS {}; REVOKE ALL ON DATABASE {} FROM PUBLIC",
-                quote_ident(&self.temp),
-                quote_literal(&provision::marker_for(&self.tenant, &self.xid).render()),
+                "REVOKE ALL ON DATABASE {} FROM PUBLIC",
                 quote_ident(&self.temp)
             ),
         )?;
@@ -414,10 +452,22 @@ impl Move {
         )?;
         remote::close_database(self.target.id, &self.temp);
         remote::close_database(self.source.id, &self.tenant.database_name);
+        // from here this transaction has an id: the copy is marked with it and renamed, and
+        // if the transaction does not commit, the renamed copy is an aborted creation
+        let xid = provision::current_xid8();
+        let now = Tenant::existing(&self.tenant.tenant_id, true)?;
+        if now.lifecycle != "ready" || now.server_id != self.source.id {
+            return Err(prerequisite(format!(
+                "tenant \"{}\" changed during its move ({} on server id {})",
+                now.tenant_id, now.lifecycle, now.server_id
+            )));
+        }
         remote::execute_or_error(
             &self.target.maintenance(),
             &format!(
-                "ALTER DATABASE {} RENAME TO {}",
+                "COMMENT ON DATABASE {} IS {}; ALTER DATABASE {} RENAME TO {}",
+                quote_ident(&self.temp),
+                quote_literal(&provision::marker_for(&self.tenant, &xid).render()),
                 quote_ident(&self.temp),
                 quote_ident(&self.tenant.database_name)
             ),
@@ -429,7 +479,7 @@ impl Move {
         );
         crate::spi::run(
             "UPDATE messiah.tenants SET server_id = $2, creating_xid = $3::xid8 WHERE id = $1::uuid",
-            &[self.tenant.row_id.as_str().into(), self.target.id.into(), self.xid.as_str().into()],
+            &[self.tenant.row_id.as_str().into(), self.target.id.into(), xid.as_str().into()],
         );
         let moved = Tenant::existing(&self.tenant.tenant_id, false)?;
         roles::apply(&moved)?;
@@ -569,12 +619,13 @@ pub fn drop_source_leftovers(server: &Server, db: &str, name: &str) -> Result<()
 /// `messiah_move_tenant` (see the module comment). Returns `{"tenant_id", "from", "to",
 /// "copy_ms", "cutover_ms", "source"}`.
 pub fn move_tenant(tenant_id: &str, to: Option<&str>, keep_source: bool) -> Result<Value, Error> {
-    let m = Move::plan(tenant_id, to)?;
-    // held until this transaction ends: reconcile leaves a running move's objects alone
-    crate::spi::run(
+    // held until this transaction ends: reconcile and the sweep leave a running move's objects
+    // alone, and a second move of the tenant waits
+    crate::spi::run_ro(
         "SELECT pg_catalog.pg_advisory_xact_lock($1)",
-        &[running_key(tenant_id).into()],
+        &[running_key(&tag(tenant_id)).into()],
     );
+    let m = Move::plan(tenant_id, to)?;
     m.check()?;
     let started = Instant::now();
     let copied =
@@ -638,7 +689,7 @@ pub struct Drained {
 pub fn drain(name: &str, keep_source: bool) -> Result<Vec<Drained>, Error> {
     let server = Server::by_name(name)?;
     let loopback = Server::local()?.maintenance();
-    let schema = crate::spi::one::<String>(
+    let schema = crate::spi::one_ro::<String>(
         "SELECT quote_ident(n.nspname::text) FROM pg_catalog.pg_extension e \
          JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'messiah'",
         &[],

@@ -34,7 +34,7 @@ pub fn newer(a: &str, b: &str) -> bool {
 
 /// This admin database's extension version (the target).
 pub fn admin_version() -> String {
-    crate::spi::one::<String>(
+    crate::spi::one_ro::<String>(
         "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'messiah'",
         &[],
     )

@@ -56,6 +56,11 @@ struct Route {
 fn route(tenant_id: Option<&str>) -> Result<Route, Error> {
     let id = tenant_id_arg(tenant_id);
     crate::fleet::moves::lock_shared(id.as_str());
+    crate::spi::with_fresh_snapshot(|| route_locked(&id))
+}
+
+/// [`route`] once the move lock is held.
+fn route_locked(id: &crate::ident::TenantId) -> Result<Route, Error> {
     let row = match crate::cache::catalog::route_row(id.as_str()) {
         Some(r) if r.tenant.lifecycle != "dropping" => r,
         _ => return Err(crate::tenants::catalog::not_found(id.as_str())),
@@ -209,10 +214,12 @@ impl Route {
         if unsafe { pg_sys::XactIsoLevel } > pg_sys::XACT_READ_COMMITTED as i32 {
             return Ok(false);
         }
-        let Some(t) = Tenant::find(&self.tenant.tenant_id, false) else {
+        let Some(t) =
+            crate::spi::with_fresh_snapshot(|| Tenant::find(&self.tenant.tenant_id, false))
+        else {
             return Ok(false);
         };
-        if t.status != "active" || t.lifecycle != "ready" {
+        if t.status != "active" || t.lifecycle != "ready" || t.server_id != self.tenant.server_id {
             return Ok(false);
         }
         roles::apply(&t)?;

@@ -50,6 +50,48 @@ pub fn one<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid]) -> Opti
     .or_raise(query)
 }
 
+/// Like [`one`], read-only: for queries that write nothing (a plain read, an advisory lock,
+/// `set_config`). pgrx gives a transaction an id at its first read-write SPI statement
+/// (`Spi::mark_mutable`); a read must not, or every call would end in a commit record, and a
+/// move's copy would wait for itself (a logical slot waits for every transaction with an id).
+pub fn one_ro<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid]) -> Option<T> {
+    Spi::connect(|c| {
+        let t = select(c, query, args)?;
+        if t.is_empty() {
+            Ok(None)
+        } else {
+            t.first().get_one::<T>()
+        }
+    })
+    .or_raise(query)
+}
+
+/// Runs `f` with a new snapshot for its read-only SPI statements (under READ COMMITTED, one
+/// taken now; under REPEATABLE READ the transaction's), as a statement of its own would have.
+/// Read-only SPI statements otherwise read with the calling statement's snapshot, taken
+/// before any lock the call waited for: after waiting for a move's cutover, the catalog must be
+/// read as committed now.
+pub fn with_fresh_snapshot<R>(f: impl FnOnce() -> R) -> R {
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            // SAFETY: pops the snapshot pushed below (nothing else pushes without popping
+            // in between).
+            unsafe { pgrx::pg_sys::PopActiveSnapshot() };
+        }
+    }
+    // SAFETY: inside a transaction; the snapshot is registered by PushActiveSnapshot and
+    // popped by the guard.
+    unsafe { pgrx::pg_sys::PushActiveSnapshot(pgrx::pg_sys::GetTransactionSnapshot()) };
+    let _pop = Pop;
+    f()
+}
+
+/// Runs `query` read-only without a result (see [`one_ro`]).
+pub fn run_ro(query: &str, args: &[DatumWithOid]) {
+    Spi::connect(|c| select(c, query, args).map(|_| ())).or_raise(query)
+}
+
 /// Runs `query` (read-only) and returns the first column of every row, NULLs skipped.
 pub fn column<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
     Spi::connect(|c| {

@@ -207,7 +207,7 @@ pub fn place(name: Option<&str>) -> Result<Server, Error> {
             )
             .hint("messiah_alter_server(name, '{\"status\": \"active\"}') reopens it."));
         }
-        let full = crate::spi::one::<bool>(
+        let full = crate::spi::one_ro::<bool>(
             &format!("SELECT s.capacity IS NOT NULL AND {LOAD} >= s.capacity FROM messiah.servers s WHERE s.id = $1"),
             &[s.id.into()],
         )
@@ -221,7 +221,7 @@ pub fn place(name: Option<&str>) -> Result<Server, Error> {
         }
         return Ok(s);
     }
-    let chosen = crate::spi::one::<String>(
+    let chosen = crate::spi::one_ro::<String>(
         &format!(
             "SELECT s.name FROM messiah.servers s WHERE s.status = 'active' \
                AND (s.capacity IS NULL OR {LOAD} < s.capacity) \

@@ -256,7 +256,7 @@ pub fn not_found(tenant_id: &str) -> Error {
 pub fn installation_id() -> String {
     // the table read directly (a kept plan), not through the SQL function, whose body would
     // be planned again on every call
-    crate::spi::one::<String>("SELECT i.id::text FROM messiah.installation i", &[])
+    crate::spi::one_ro::<String>("SELECT i.id::text FROM messiah.installation i", &[])
         .unwrap_or_default()
 }
 

@@ -571,6 +571,24 @@ pub fn sweep(servers: &[Server], drop: bool) -> Result<Vec<Swept>, Error> {
                 database_name: db.name,
             });
         }
+        let copies = format!(
+            "{}{}\\_%",
+            like_exact(crate::fleet::moves::COPY_PREFIX),
+            marker::short_installation(&inst)
+        );
+        for db in list_databases(server, &copies)? {
+            if crate::fleet::moves::abandoned_copy(&db.name) != Some(true) {
+                continue;
+            }
+            if drop {
+                lock_database(server, &db.name);
+                force_drop(server, &db.name)?;
+            }
+            out.push(Swept {
+                tenant_id: String::new(),
+                database_name: db.name,
+            });
+        }
         for db in list_databases(server, "tenant\\_%")? {
             if let Some(m) = aborted_creation(&inst, &db, server) {
                 if drop {

@@ -98,7 +98,8 @@ pub fn login(t: &Tenant, installation: &str) -> Result<Login, Error> {
 pub fn apply(t: &Tenant) -> Result<String, Error> {
     crate::fleet::moves::lock_shared(&t.tenant_id);
     // read again after the wait: a move may have changed the server meanwhile
-    let fresh = Tenant::find(&t.tenant_id, false).filter(|f| f.row_id == t.row_id);
+    let fresh = crate::spi::with_fresh_snapshot(|| Tenant::find(&t.tenant_id, false))
+        .filter(|f| f.row_id == t.row_id);
     let t = fresh.as_ref().unwrap_or(t);
     if t.lifecycle != "ready" || !t.is_ours() {
         return Ok(format!("skipped: tenant is {}", t.lifecycle));

@@ -47,7 +47,7 @@ fn nothing_left(source: &OtherCluster, db: &str, target: &OtherCluster) {
     let mut t = target.connect("postgres");
     let left: i64 = t
         .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'messiah\\_new\\_%' OR datname = $1",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'messiah\\_mv\\_%' OR datname = $1",
             &[&db],
         )
         .unwrap()
@@ -64,7 +64,7 @@ fn nothing_left(source: &OtherCluster, db: &str, target: &OtherCluster) {
 fn moves_under_a_writer_drains_and_failures_leave_the_tenant_working() {
     let b = OtherCluster::start("/tmp/messiah-it-move-b", 28825, None, LOGICAL);
     let c2 = OtherCluster::start("/tmp/messiah-it-move-c", 28828, None, LOGICAL);
-    for t in ["it_mv_a", "it_mv_b"] {
+    for t in ["it_mv_a", "it_mv_b", "it_mv_l", "it_mv_r"] {
         drop_db(&format!("tenant_{t}"));
     }
     let mut c = admin_db(DB);
@@ -84,14 +84,35 @@ fn moves_under_a_writer_drains_and_failures_leave_the_tenant_working() {
         .unwrap();
     settle(&mut c);
 
-    // checks made before anything: the local server has wal_level = replica
+    // off the admin database's own cluster: its slot must not wait for the calling
+    // transaction (a move keeps no transaction id while it copies)
     drop_db("tenant_it_mv_l");
     c.batch_execute("SELECT messiah_create_tenant('it_mv_l', 'L', 'it-mv-l', server => 'local')")
         .unwrap();
     settle(&mut c);
-    let e = fails(&mut c, "SELECT messiah_move_tenant('it_mv_l', 'mvb')");
+    c.batch_execute("SELECT messiah_move_tenant('it_mv_l', 'mvb')")
+        .unwrap();
+    assert_eq!(server_of(&mut c, "it_mv_l"), "mvb");
+
+    // checks made before anything: a source without wal_level = logical
+    let r = OtherCluster::start(
+        "/tmp/messiah-it-move-r",
+        28823,
+        None,
+        "shared_preload_libraries = 'messiah'\nmax_worker_processes = 16",
+    );
+    c.execute("SELECT messiah_add_server('mvr', $1)", &[&r.conninfo()])
+        .unwrap();
+    c.batch_execute("SELECT messiah_create_tenant('it_mv_r', 'R', 'it-mv-r', server => 'mvr')")
+        .unwrap();
+    settle(&mut c);
+    let e = fails(&mut c, "SELECT messiah_move_tenant('it_mv_r', 'mvb')");
     assert_eq!(sqlstate(&e), "55000", "{}", message(&e));
     assert!(message(&e).contains("wal_level"), "{}", message(&e));
+    drop_tenant(&mut c, "it_mv_r");
+    c.batch_execute("SELECT messiah_drop_server('mvr')")
+        .unwrap();
+    r.stop();
     assert_eq!(
         sqlstate(&fails(
             &mut c,
@@ -245,7 +266,7 @@ fn moves_under_a_writer_drains_and_failures_leave_the_tenant_working() {
         .unwrap();
     nothing_left(&b, "tenant_it_mv_b", &c2);
 
-    // draining mvb moves it_mv_b to the only other active server with room
+    // draining mvb moves its tenants, one transaction each, to the only other active server
     c.batch_execute("SELECT messiah_alter_server('local', '{\"status\": \"draining\"}')")
         .unwrap();
     let drained: Vec<(String, Option<String>, String)> = c
@@ -257,14 +278,8 @@ fn moves_under_a_writer_drains_and_failures_leave_the_tenant_working() {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    assert_eq!(
-        drained,
-        [(
-            "it_mv_b".to_string(),
-            Some("mvc".to_string()),
-            "moved".to_string()
-        )]
-    );
+    let moved = |t: &str| (t.to_string(), Some("mvc".to_string()), "moved".to_string());
+    assert_eq!(drained, [moved("it_mv_b"), moved("it_mv_l")]);
     assert_eq!(server_of(&mut c, "it_mv_b"), "mvc");
     assert_eq!(routed_count(&mut c, "it_mv_b"), 400_000);
     c.batch_execute(

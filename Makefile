@@ -61,7 +61,7 @@ isolation: install
 
 # Multi-session, multi-database tests in tests/ against a fresh cluster.
 integration: install
-	@$(CLUSTER) start --fresh >/dev/null
+	@MESSIAH_MAX_CONNECTIONS=300 $(CLUSTER) start --fresh >/dev/null
 	MESSIAH_TEST_HOST=/tmp/messiah-cluster MESSIAH_TEST_PORT=28815 \
 	  cargo test --features integration --test integration -- --test-threads=4
 

@@ -6,13 +6,15 @@
 #   cluster.sh env               print the export lines
 # Environment: MESSIAH_CLUSTER_DIR (/tmp/messiah-cluster), MESSIAH_PORT (28815),
 # MESSIAH_ADMIN_DB (messiah_admin; `none`: a server that only holds tenant databases, with no
-# admin database, as the demo's second server).
+# admin database, as the demo's second server), MESSIAH_MAX_CONNECTIONS (200; the test suites
+# use 300: one test holds 110 sessions while others run).
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BASE=${MESSIAH_CLUSTER_DIR:-/tmp/messiah-cluster}
 PORT=${MESSIAH_PORT:-28815}
 ADMIN_DB=${MESSIAH_ADMIN_DB:-messiah_admin}
+MAX_CONNECTIONS=${MESSIAH_MAX_CONNECTIONS:-200}
 DATA=$BASE/data
 SOCK=$BASE
 as_pg() { runuser -u postgres -- env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$@"; }
@@ -50,7 +52,7 @@ shared_preload_libraries = 'messiah'
 messiah.sweep_interval = 2000
 messiah.key_file = '$BASE/messiah.key'
 max_worker_processes = 32
-max_connections = 200
+max_connections = $MAX_CONNECTIONS
 # tenants can be moved off this server (messiah_move_tenant: logical replication)
 wal_level = logical
 fsync = off

@@ -33,7 +33,7 @@ export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres
 psql_() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 val() { psql_ -At "$@"; }
 die() { echo "upgrade test: $*" >&2; exit 1; }
-cluster() { MESSIAH_CLUSTER_DIR=$DIR MESSIAH_PORT=$PORT "$ROOT/scripts/cluster.sh" "$@" >/dev/null; }
+cluster() { MESSIAH_CLUSTER_DIR=$DIR MESSIAH_PORT=$PORT MESSIAH_MAX_CONNECTIONS=300 "$ROOT/scripts/cluster.sh" "$@" >/dev/null; }
 step() { echo "== $*"; }
 
 finish() {

@@ -167,6 +167,58 @@ AS 'MODULE_PATHNAME', 'messiah_upgrade_tenants_wrapper';
 COMMENT ON FUNCTION @extschema@.messiah_upgrade_tenants(integer) IS
 $$Brings every ready tenant database's messiah_tenant extension to this admin database's version (ALTER EXTENSION messiah_tenant UPDATE TO <version>, with the upgrade scripts the package ships; run it after ALTER EXTENSION messiah UPDATE here), at most concurrency (default 4) databases at once over asynchronous connections, under messiah.migration_lock_timeout; re-applies each upgraded tenant's roles and grants after COMMIT; records each tenant's version in the catalog (tenants.extension_version); rebuilds the templates. One row per tenant: tenant_id, from_version, to_version (read from its database), status ok|failed|skipped, message, duration_ms. A failure is recorded and the others continue; a re-run does only what is left; the tenants keep working meanwhile (no lock on their tables). Errors: 22004, 22023 concurrency < 1, 55P03 another run in progress.$$;
 
+-- messiah::fleet::messiah_move_tenant
+CREATE  FUNCTION "messiah_move_tenant"(
+	"tenant_id" TEXT, /* Option < & str > */
+	"to_server" TEXT, /* Option < & str > */
+	"keep_source" bool DEFAULT false /* Option < bool > */
+) RETURNS jsonb /* JsonB */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'messiah_move_tenant_wrapper';
+COMMENT ON FUNCTION @extschema@.messiah_move_tenant(text, text, boolean) IS
+$$Moves a tenant's database to server to_server (NULL: the placement policy's choice) with PostgreSQL logical replication: a copy from the target's template under a temporary name, a publication of schema public on the source and a subscription on the target, the initial copy while the tenant works, the catalog copy and field indexes installed; then the cutover: new routed calls wait (every routed call takes the tenant's move lock shared; at most messiah.move_cutover_timeout for calls in flight), the tenant's sessions on the source end and its role loses LOGIN there, the target catches up to the source's WAL position, sequences are set (PG15 does not replicate them), subscription, slot and publication go, the copy is renamed tenant_<id>, the catalog points to the target and the roles are made there; all effective at COMMIT. The source database is dropped after COMMIT (with the tenant's roles there), or kept and marked with keep_source. Returns {"tenant_id","from","to","copy_ms","cutover_ms","source"}. Needs wal_level = logical on the source and a superuser conninfo for the target (PG15 CREATE SUBSCRIPTION). A failure leaves the tenant on its source, working; what could not be removed goes with messiah_reconcile(repair => true) (kind move_leftover, and the copy as an aborted creation). Errors: 22023 already there, 42704, 55000 (not ready, target not active, wal_level, tables without primary key, tenant behind the current extension or migration version, copy failed), 42501 target user not superuser, 42P04 target has a database of that name, 53400 no room, 55P03 routed calls in flight past the cutover timeout, 57014 messiah.move_timeout or cancel.$$;
+
+-- messiah::fleet::messiah_drain_server
+CREATE  FUNCTION "messiah_drain_server"(
+	"name" TEXT, /* Option < & str > */
+	"keep_source" bool DEFAULT false /* Option < bool > */
+) RETURNS TABLE (
+	"tenant_id" TEXT,  /* String */
+	"to_server" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"message" TEXT,  /* String */
+	"copy_ms" double precision,  /* Option < f64 > */
+	"cutover_ms" double precision  /* Option < f64 > */
+)
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'messiah_drain_server_wrapper';
+COMMENT ON FUNCTION @extschema@.messiah_drain_server(text, boolean) IS
+$$Moves every ready tenant off server name: marks it draining (no new tenants), then moves each tenant (messiah_move_tenant with the placement policy's target), each in its own transaction over a connection of this backend to this admin database, so each cutover commits on its own and a failure does not stop the others. One row per tenant: tenant_id, to_server, status moved|failed, message, copy_ms, cutover_ms. Errors: 42704 no such server, 55000 the local server is not registered.$$;
+
+-- the catalog's guard lets a move's cutover change server_id and creating_xid
+CREATE OR REPLACE FUNCTION messiah.tenants_guard() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.tenant_id IS DISTINCT FROM OLD.tenant_id
+       OR NEW.database_name IS DISTINCT FROM OLD.database_name
+       OR ((NEW.server_id IS DISTINCT FROM OLD.server_id
+            OR NEW.creating_xid IS DISTINCT FROM OLD.creating_xid)
+           AND current_setting('messiah_internal.moving', true) IS DISTINCT FROM OLD.tenant_id) THEN
+        RAISE EXCEPTION 'tenant_id, database_name, server_id and creating_xid of tenant "%" cannot be changed', OLD.tenant_id
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'They name the tenant''s database.',
+                  HINT = 'Create a new tenant and move the data instead.';
+    END IF;
+    RETURN NEW;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.messiah_reconcile(boolean, boolean) IS
+$$Lists (repair => false) or fixes (repair => true) drift, as rows (kind, tenant_id, database_name, action, server). Kinds: aborted_creation (repair drops it: proven garbage of this installation), orphan_database (no catalog row: always left alone, reported with size and, with deep, row counts), missing_database (repair recreates it empty), snapshot_drift (deep: the tenant database's catalog copy differs; repair installs the catalog's), foreign_tenant (another installation manages the row), owned_elsewhere (the database names another installation), stale_template (repair drops it), pending_action (a queued remote action that failed; repair runs it), move_leftover (a failed move's replication slot or publication on its source; repair drops it; a move's copy on the target is an aborted creation). Without repair or deep, local databases are read from the shared catalogs only (no connection).$$;
+
 -- as at the end of every version's script (sql/finalize.sql): nothing is executable by
 -- PUBLIC, and the roles granted the management API get the new functions too
 DO $$

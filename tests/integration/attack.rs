@@ -209,6 +209,16 @@ fn shadowing_pg_catalog_never_runs_with_the_owners_rights() {
         "BEGIN; SELECT messiah_create_tenant('it_atk_b', 'Rolled back', 'it-atk-b'); SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK".into(),
         "SELECT messiah_drop_tenant('it_atk_tx')".into(),
         "SELECT messiah_run_pending(wait_ms => 10000)".into(),
+        // fleet operations: probes, migrations run as the tenant's owner, templates rebuilt,
+        // tenant upgrades, a drain whose moves run over a loopback connection (and fail here:
+        // there is no other server)
+        "SELECT messiah_add_migration(1, 'CREATE TABLE atk_notes (id bigserial PRIMARY KEY)')".into(),
+        "SELECT count(*) FROM messiah_migrate_tenants()".into(),
+        "SELECT count(*) FROM messiah_list_migrations()".into(),
+        "SELECT count(*) FROM messiah_upgrade_tenants()".into(),
+        "SELECT count(*) FROM messiah_drain_server('local')".into(),
+        "SELECT messiah_alter_server('local', '{\"status\": \"active\"}')".into(),
+        "SELECT messiah_run_pending(wait_ms => 10000)".into(),
     ];
     for sql in &calls {
         a.batch_execute(sql)
@@ -226,6 +236,9 @@ fn shadowing_pg_catalog_never_runs_with_the_owners_rights() {
         "SELECT messiah_tenant_insert('it_atk', 'clients', '{\"name\": \"bad\", \"score\": -1}')",
         "SELECT count(*) FROM messiah_tenant_update('it_atk', 'clients', '{\"name\": \"x\"}', '{}')",
         "SELECT messiah_tenant_delete('it_atk', 'no_such_table', '{\"id\": 1}')",
+        "SELECT messiah_move_tenant('it_atk', 'local')",
+        "SELECT messiah_move_tenant('it_atk', NULL)",
+        "SELECT messiah_add_migration(1, 'SELECT 1')",
     ] {
         assert!(a.batch_execute(sql).is_err(), "{sql} must fail");
     }

@@ -131,17 +131,19 @@ pub fn leftovers(
         .iter()
         .filter(|t| t.lifecycle == "ready" && t.is_ours() && !t.is_supabase())
         .collect();
-    let slots = remote::query_or_error(
-        &server.maintenance(),
-        "SELECT slot_name::pg_catalog.text, active::pg_catalog.text FROM pg_catalog.pg_replication_slots \
-         WHERE slot_name OPERATOR(pg_catalog.~~) 'messiah\\_move\\_%'",
-        &[],
-    )?;
+    const SLOTS: &str = "SELECT slot_name::pg_catalog.text, active::pg_catalog.text \
+         FROM pg_catalog.pg_replication_slots WHERE slot_name OPERATOR(pg_catalog.~~) 'messiah\\_move\\_%'";
+    // this cluster's slots are in a shared view: read here, without a connection (a read-only
+    // reconcile opens none)
+    let slots = if server.is_local() {
+        crate::spi::text_rows(SLOTS, &[], 2)
+    } else {
+        remote::query_or_error(&server.maintenance(), SLOTS, &[])?.rows
+    };
     let mut out = Vec::new();
     for t in &ours {
         let n = name(&t.tenant_id);
         let slot = slots
-            .rows
             .iter()
             .find(|r| r.first().cloned().flatten().as_deref() == Some(n.as_str()));
         let publication = deep

@@ -266,6 +266,29 @@ fn moves_under_a_writer_drains_and_failures_leave_the_tenant_working() {
         .unwrap();
     nothing_left(&b, "tenant_it_mv_b", &c2);
 
+    // the source killed mid-copy: the copy on the target goes at once (its subscription with
+    // slot_name = NONE, the source being down), the source's slot and publication once it is
+    // back, by reconcile
+    let stopper = {
+        let dir = b.dir.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            as_postgres(
+                "pg_ctl",
+                &["-D", &format!("{dir}/data"), "-m", "immediate", "stop"],
+            );
+        })
+    };
+    let e = fails(&mut c, "SELECT messiah_move_tenant('it_mv_b', 'mvc')");
+    stopper.join().unwrap();
+    assert!(!sqlstate(&e).is_empty(), "{}", message(&e));
+    b.restart();
+    assert_eq!(server_of(&mut c, "it_mv_b"), "mvb");
+    assert_eq!(routed_count(&mut c, "it_mv_b"), 400_000);
+    c.batch_execute("SELECT count(*) FROM messiah_reconcile(repair => true)")
+        .unwrap();
+    nothing_left(&b, "tenant_it_mv_b", &c2);
+
     // draining mvb moves its tenants, one transaction each, to the only other active server
     c.batch_execute("SELECT messiah_alter_server('local', '{\"status\": \"draining\"}')")
         .unwrap();

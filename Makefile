@@ -11,7 +11,8 @@ deps:
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 EXTDIR = $(shell $(PG_CONFIG) --sharedir)/extension
 
-# Builds messiah's Debian package (release: the build users get; scripts/package.sh) and
+# Builds messiah's Debian package from the release build (cargo pgrx package --profile
+# release, the build users get; scripts/package.sh) and
 # installs it into the system PostgreSQL 15 with dpkg -i (we are root), checking that dpkg -L
 # lists every file: the messiah extension, and messiah_tenant, the tenant-side extension that
 # every tenant database carries (same library). Every suite runs against the installed package.

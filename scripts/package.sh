@@ -18,7 +18,7 @@ STAGE=$OUT/root
 DEB=$OUT/${NAME}_${VERSION}_${ARCH}.deb
 
 rm -rf "$STAGE" && mkdir -p "$STAGE"
-cargo pgrx package --pg-config "$PG_CONFIG" --out-dir "$STAGE" >"$OUT.log" 2>&1 || { cat "$OUT.log"; exit 1; }
+cargo pgrx package --profile release --pg-config "$PG_CONFIG" --out-dir "$STAGE" >"$OUT.log" 2>&1 || { cat "$OUT.log"; exit 1; }
 EXT=$STAGE$("$PG_CONFIG" --sharedir)/extension
 LIB=$STAGE$("$PG_CONFIG" --pkglibdir)
 # messiah_tenant, the tenant-side extension (its functions are in the same library), and the

@@ -105,9 +105,11 @@ fn defining_an_indexed_field_never_queues_writers() {
             "SELECT messiah_define_field('{id}', 'clients', 'rank', 'number', 'Rank', is_filterable => true, is_sortable => true)"
         ))
         .unwrap();
+    // A definition that queued behind the idle transaction would not return before the test
+    // commits it; the bound only has to be far above a loaded machine's few hundred ms.
     let define_ms = t0.elapsed().as_millis();
     assert!(
-        define_ms < 1000,
+        define_ms < 3000,
         "the definition change waited {define_ms} ms"
     );
     // the index cannot be built while the idle transaction is open; the writer keeps going

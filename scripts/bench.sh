@@ -354,7 +354,7 @@ echo "second server stopped (health_timeout $(psql_ -Atc "SHOW messiah.health_ti
 MESSIAH_CLUSTER_DIR=$SECOND_DIR MESSIAH_PORT=$SECOND_PORT MESSIAH_ADMIN_DB=none "$ROOT/scripts/cluster.sh" start >/dev/null
 
 echo
-echo "== migrations: messiah_migrate_tenants() over the same $H tenants (concurrency 4, the default) =="
+echo "== migrations and upgrades: messiah_migrate_tenants() and messiah_upgrade_tenants() over the same $H tenants (concurrency 4, the default) =="
 mig_run() {
     local t0 t1 out
     t0=$(date +%s%N)
@@ -366,6 +366,14 @@ echo "nothing to do (no migration registered; each database asked): $(mig_run)"
 psql_ -c "SELECT messiah_add_migration(1, 'ALTER TABLE clients ADD COLUMN bench_note text')" >/dev/null
 echo "one trivial migration (ALTER TABLE clients ADD COLUMN), each in its own transaction: $(mig_run)"
 echo "nothing to do again (every database at version 1): $(mig_run)"
+up_run() {
+    local t0 t1 out
+    t0=$(date +%s%N)
+    out=$(psql_ -Atc "SELECT status || ' ' || count(*) FROM messiah_upgrade_tenants() GROUP BY status ORDER BY status" | tr '\n' ',')
+    t1=$(date +%s%N)
+    echo "$(( (t1 - t0) / 1000000 )) ms ($out)"
+}
+echo "messiah_upgrade_tenants(), nothing to do (every database at $(psql_ -Atc "SELECT extversion FROM pg_extension WHERE extname = 'messiah'"); each asked): $(up_run)"
 echo "(django-tenants' migrate_schemas: 12 minutes for 900 tenants with nothing to do, as its users report)"
 
 echo

@@ -54,11 +54,13 @@ fn load(host: &str, port: u16, db: &str, script: &[u8]) {
     );
 }
 
-fn databases_named(prefix: &str) -> Vec<String> {
+/// Which of this test's tenant databases exist (only its own: the other test of this file
+/// creates and drops `tenant_it_rs_far` on the same cluster at the same time).
+fn own_databases() -> Vec<String> {
     let mut pg = connect_retry("postgres");
     pg.query(
-        "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1",
-        &[&prefix],
+        "SELECT datname FROM pg_database WHERE datname = ANY($1) ORDER BY 1",
+        &[&vec!["tenant_it_rs_a", "tenant_it_rs_b"]],
     )
     .unwrap()
     .iter()
@@ -115,7 +117,8 @@ fn restore_on_the_same_cluster_is_complete_and_inert_until_takeover() {
     )
     .unwrap();
     settle(&mut orig);
-    let before = databases_named("tenant_it_rs_");
+    let before = own_databases();
+    assert_eq!(before, ["tenant_it_rs_a", "tenant_it_rs_b"]);
     let script = dump("messiah_it_restore");
     connect_retry("postgres")
         .batch_execute("CREATE DATABASE messiah_it_restore_copy")
@@ -125,10 +128,10 @@ fn restore_on_the_same_cluster_is_complete_and_inert_until_takeover() {
     // complete, and nothing was created or dropped by the load
     let mut copy = connect_retry("messiah_it_restore_copy");
     assert_eq!(catalog(&mut copy), catalog(&mut orig));
-    assert_eq!(databases_named("tenant_it_rs_"), before);
+    assert_eq!(own_databases(), before);
     assert_ne!(installation(&mut copy), installation(&mut orig));
     settle(&mut copy);
-    assert_eq!(databases_named("tenant_it_rs_"), before);
+    assert_eq!(own_databases(), before);
     // the copy knows it is a copy: it changes nothing of the original's tenants
     assert_eq!(
         kinds(&mut copy),
@@ -146,7 +149,7 @@ fn restore_on_the_same_cluster_is_complete_and_inert_until_takeover() {
         assert_eq!(sqlstate(&e), "55000", "{sql}: {e}");
     }
     assert_eq!(swept(&mut copy), Vec::<String>::new());
-    assert_eq!(databases_named("tenant_it_rs_"), before);
+    assert_eq!(own_databases(), before);
     // the original still manages them
     assert_eq!(kinds(&mut orig), vec![]);
     // takeover: the copy manages them now, the original sees them as someone else's

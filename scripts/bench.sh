@@ -332,13 +332,15 @@ need=$((H - have)); [ "$need" -lt 0 ] && need=0
 } | psql_ >/dev/null
 psql_ -c "SELECT messiah_run_pending(wait_ms => 900000)" >/dev/null
 echo "$(psql_ -Atc "SELECT count(*) FROM messiah.tenants") tenants: $(psql_ -Atc "SELECT count(*) FROM messiah.tenants WHERE server_id = (SELECT id FROM messiah.servers WHERE name = 'bench2')") on the second server"
-health_run() {
+# timed_statuses FROM: the call's wall time and its rows counted by status
+timed_statuses() {
     local t0 t1 out
     t0=$(date +%s%N)
-    out=$(psql_ -Atc "SELECT status || ' ' || count(*) FROM messiah_health() WHERE kind = 'tenant' GROUP BY status ORDER BY status" | tr '\n' ',')
+    out=$(psql_ -Atc "SELECT status || ' ' || count(*) FROM $1 GROUP BY status ORDER BY status" | tr '\n' ',')
     t1=$(date +%s%N)
     echo "$(( (t1 - t0) / 1000000 )) ms ($out)"
 }
+health_run() { timed_statuses "messiah_health() WHERE kind = 'tenant'"; }
 # the floor: 1,000 fresh SCRAM logins by pgbench -C (a role and database of the tenant roles'
 # pg_hba group, so the same authentication as a tenant's application role), 4 clients
 psql_ -c "CREATE ROLE bench_scram LOGIN PASSWORD 'bench-scram'" -c "CREATE DATABASE bench_scram OWNER bench_scram" \
@@ -355,24 +357,12 @@ MESSIAH_CLUSTER_DIR=$SECOND_DIR MESSIAH_PORT=$SECOND_PORT MESSIAH_ADMIN_DB=none 
 
 echo
 echo "== migrations and upgrades: messiah_migrate_tenants() and messiah_upgrade_tenants() over the same $H tenants (concurrency 4, the default) =="
-mig_run() {
-    local t0 t1 out
-    t0=$(date +%s%N)
-    out=$(psql_ -Atc "SELECT status || ' ' || count(*) FROM messiah_migrate_tenants() GROUP BY status ORDER BY status" | tr '\n' ',')
-    t1=$(date +%s%N)
-    echo "$(( (t1 - t0) / 1000000 )) ms ($out)"
-}
+mig_run() { timed_statuses "messiah_migrate_tenants()"; }
 echo "nothing to do (no migration registered; each database asked): $(mig_run)"
 psql_ -c "SELECT messiah_add_migration(1, 'ALTER TABLE clients ADD COLUMN bench_note text')" >/dev/null
 echo "one trivial migration (ALTER TABLE clients ADD COLUMN), each in its own transaction: $(mig_run)"
 echo "nothing to do again (every database at version 1): $(mig_run)"
-up_run() {
-    local t0 t1 out
-    t0=$(date +%s%N)
-    out=$(psql_ -Atc "SELECT status || ' ' || count(*) FROM messiah_upgrade_tenants() GROUP BY status ORDER BY status" | tr '\n' ',')
-    t1=$(date +%s%N)
-    echo "$(( (t1 - t0) / 1000000 )) ms ($out)"
-}
+up_run() { timed_statuses "messiah_upgrade_tenants()"; }
 echo "messiah_upgrade_tenants(), nothing to do (every database at $(psql_ -Atc "SELECT extversion FROM pg_extension WHERE extname = 'messiah'"); each asked): $(up_run)"
 echo "(django-tenants' migrate_schemas: 12 minutes for 900 tenants with nothing to do, as its users report)"
 

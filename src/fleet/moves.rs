@@ -7,7 +7,10 @@
 //! 1. **Checks** before anything is made: the tenant is ready and provisioned; the target is
 //!    active and another server; the source has `wal_level = logical`; the target's user is a
 //!    superuser (PG15's `CREATE SUBSCRIPTION` needs one); every table of the tenant has a
-//!    replica identity (a primary key), or its updates would fail during the copy.
+//!    replica identity (a primary key), or its updates would fail during the copy; the
+//!    database has no code the replication would run as that superuser (triggers enabled
+//!    ALWAYS or REPLICA; constraints, indexes, defaults calling functions of its own), checked
+//!    on the source and again on the copy before the subscription is made.
 //! 2. **Copy**: the target database is created from the target's template under a temporary
 //!    name of this installation and tenant (`messiah_mv_<inst>_<tag>`; garbage, and swept, when
 //!    no move of that tag runs), a publication of schema `public` is created in the source
@@ -195,6 +198,49 @@ fn prerequisite(message: String) -> Error {
     Error::new(Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, message)
 }
 
+/// What of a database's own code the replication would run as the subscription's owner:
+/// triggers enabled ALWAYS or REPLICA (they fire where `session_replication_role = replica`),
+/// and constraints (of tables and domains), indexes and defaults that call a function, or an
+/// operator of a function, outside `pg_catalog` and `information_schema` and of no extension.
+const RUNS_AS_SUBSCRIBER_SQL: &str = "\
+WITH userfn AS (\
+  SELECT p.oid FROM pg_catalog.pg_proc p \
+  WHERE p.pronamespace OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace]::pg_catalog.oid[]) \
+    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.deptype OPERATOR(pg_catalog.=) 'e' \
+      AND e.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND e.objid OPERATOR(pg_catalog.=) p.oid)), \
+userop AS (\
+  SELECT o.oid FROM pg_catalog.pg_operator o WHERE o.oprcode::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM userfn)) \
+SELECT pg_catalog.string_agg(w.what, '; ' ORDER BY w.what) FROM (\
+  SELECT pg_catalog.format('trigger %s on table %s (ENABLE %s)', t.tgname, t.tgrelid::pg_catalog.regclass, \
+         CASE t.tgenabled WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END) AS what \
+  FROM pg_catalog.pg_trigger t \
+  WHERE NOT t.tgisinternal AND t.tgenabled OPERATOR(pg_catalog.=) ANY ('{A,R}'::pg_catalog.\"char\"[]) \
+  UNION \
+  SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) FROM pg_catalog.pg_depend d \
+  WHERE d.classid OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.pg_constraint'::pg_catalog.regclass, \
+          'pg_catalog.pg_class'::pg_catalog.regclass, 'pg_catalog.pg_attrdef'::pg_catalog.regclass]::pg_catalog.oid[]) \
+    AND ((d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass \
+          AND d.refobjid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM userfn)) \
+      OR (d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_operator'::pg_catalog.regclass \
+          AND d.refobjid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM userop)))) w";
+
+/// Refuses (55000) to replicate into or out of `db` when the replication would run code of the
+/// tenant's as a superuser. PostgreSQL 15 runs a subscription's initial copy and its apply as
+/// the subscription's owner (a superuser: `CREATE SUBSCRIPTION` needs one; the `run_as_owner`
+/// choice came in 16), so a trigger the tenant's owner role enabled ALWAYS, or a constraint,
+/// index or default calling its own function, would run with a superuser's rights on the target.
+fn refuse_code_run_as_subscriber(db: &remote::Endpoint, tenant_id: &str) -> Result<(), Error> {
+    let found = remote::query_or_error(db, RUNS_AS_SUBSCRIBER_SQL, &[])?;
+    match found.scalar() {
+        None => Ok(()),
+        Some(objects) => Err(prerequisite(format!(
+            "tenant \"{tenant_id}\" has code that the move's replication would run as a superuser: {objects}"
+        ))
+        .detail("PostgreSQL 15 applies a subscription's rows as the subscription's owner, who must be a superuser: triggers enabled ALWAYS or REPLICA fire there, and constraints, indexes and defaults are evaluated there.")
+        .hint("Make such triggers plain ENABLE (they do not fire during replication), or use functions of pg_catalog or of an extension in constraints, indexes and defaults (a migration); then move again.")),
+    }
+}
+
 impl Move {
     fn plan(tenant_id: &str, to: Option<&str>) -> Result<Move, Error> {
         // no row lock (it would give this transaction an id, see `move_tenant`): moves of one
@@ -330,7 +376,7 @@ impl Move {
             )
             .hint("Add a primary key (a migration), or ALTER TABLE ... REPLICA IDENTITY FULL."));
         }
-        Ok(())
+        refuse_code_run_as_subscriber(&self.source_db(), &self.tenant.tenant_id)
     }
 
     /// Step 2: the copy, up to the end of the initial synchronization.
@@ -353,6 +399,9 @@ impl Move {
                 quote_ident(&self.temp)
             ),
         )?;
+        // the copy is what the subscription's owner writes into: checked itself (its template
+        // may differ from the source)
+        refuse_code_run_as_subscriber(&self.copy_db(), &self.tenant.tenant_id)?;
         remote::execute_or_error(
             &self.source_db(),
             &format!(

@@ -341,3 +341,89 @@ fn moves_under_a_writer_drains_and_failures_leave_the_tenant_working() {
     b.stop();
     c2.stop();
 }
+
+/// PostgreSQL 15 runs a subscription's copy and apply as its owner, a superuser. A non-superuser
+/// given the management API (messiah_grant_admin) writes a migration whose trigger, enabled
+/// ALWAYS, would make it a superuser when the apply fires it on the target (found by review):
+/// the move refuses such code (55000) before making anything, an index on the tenant's own
+/// function too, and moves once the trigger only fires for origin changes.
+#[test]
+fn a_move_never_runs_the_tenants_code_as_a_superuser() {
+    let s = OtherCluster::start("/tmp/messiah-it-move-s", 28830, None, LOGICAL);
+    drop_db("tenant_it_mv_su");
+    let mut c = admin_db("messiah_it_moves_su");
+    c.execute("SELECT messiah_add_server('mvs', $1)", &[&s.conninfo()])
+        .unwrap();
+    c.batch_execute(
+        "DROP ROLE IF EXISTS it_mv_svc; CREATE ROLE it_mv_svc NOLOGIN; \
+         SELECT messiah_grant_admin('it_mv_svc'); \
+         SELECT messiah_create_tenant('it_mv_su', 'SU', 'it-mv-su', server => 'local')",
+    )
+    .unwrap();
+    settle(&mut c);
+    c.batch_execute("SET ROLE it_mv_svc").unwrap();
+    c.batch_execute(
+        "SELECT messiah_add_migration(1, $q$\
+           CREATE TABLE ev (id int PRIMARY KEY, x int); \
+           CREATE FUNCTION public.evil() RETURNS trigger LANGUAGE plpgsql AS $f$ \
+             BEGIN BEGIN EXECUTE 'ALTER ROLE it_mv_svc SUPERUSER'; EXCEPTION WHEN others THEN NULL; END; RETURN NEW; END $f$; \
+           CREATE TRIGGER evil BEFORE INSERT ON ev FOR EACH ROW EXECUTE FUNCTION public.evil(); \
+           ALTER TABLE ev ENABLE ALWAYS TRIGGER evil$q$); \
+         SELECT count(*) FROM messiah_migrate_tenants(); \
+         SELECT * FROM messiah_tenant_query('it_mv_su', 'INSERT INTO ev VALUES (1, 1) RETURNING id')",
+    )
+    .unwrap();
+    let superuser = |c: &mut Client| -> bool {
+        c.query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = 'it_mv_svc'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let e = fails(&mut c, "SELECT messiah_move_tenant('it_mv_su', 'mvs')");
+    assert_eq!(
+        (sqlstate(&e), message(&e)),
+        (
+            "55000".to_string(),
+            "tenant \"it_mv_su\" has code that the move's replication would run as a superuser: trigger evil on table public.ev (ENABLE ALWAYS)".to_string()
+        )
+    );
+    assert_eq!(server_of(&mut c, "it_mv_su"), "local");
+    // an index on the tenant's own function is evaluated by the apply too
+    c.batch_execute(
+        "SELECT messiah_add_migration(2, $q$\
+           ALTER TABLE ev ENABLE TRIGGER evil; \
+           CREATE FUNCTION public.f(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1'; \
+           CREATE INDEX ev_f ON ev (public.f(x))$q$); \
+         SELECT count(*) FROM messiah_migrate_tenants()",
+    )
+    .unwrap();
+    let e = fails(&mut c, "SELECT messiah_move_tenant('it_mv_su', 'mvs')");
+    assert_eq!(sqlstate(&e), "55000", "{}", message(&e));
+    assert!(message(&e).ends_with(": index public.ev_f"), "{}", message(&e));
+    // a plain trigger does not fire during replication: the move goes, the role stays as it was
+    c.batch_execute(
+        "SELECT messiah_add_migration(3, 'DROP INDEX ev_f'); \
+         SELECT count(*) FROM messiah_migrate_tenants(); \
+         SELECT messiah_move_tenant('it_mv_su', 'mvs')",
+    )
+    .unwrap();
+    assert_eq!(server_of(&mut c, "it_mv_su"), "mvs");
+    let ids: i64 = c
+        .query_one(
+            "SELECT (r->>'n')::bigint FROM messiah_tenant_query('it_mv_su', 'SELECT count(*) AS n FROM ev') r",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ids, 1);
+    c.batch_execute("RESET ROLE").unwrap();
+    assert!(!superuser(&mut c), "the move made the caller a superuser");
+    drop_tenant(&mut c, "it_mv_su");
+    c.batch_execute(
+        "SELECT messiah_drop_server('mvs'); DROP OWNED BY it_mv_svc; DROP ROLE it_mv_svc",
+    )
+    .unwrap_or(());
+    s.stop();
+}

@@ -161,7 +161,15 @@ pub fn add(version: i64, sql: &str, description: Option<&str>) -> Result<Migrati
         &[version.into()],
     );
     match existing {
-        Some(c) if c == sum => {}
+        // the same SQL again: only a given description changes (it is not part of the checksum)
+        Some(c) if c == sum => {
+            if description.is_some() {
+                crate::spi::run(
+                    "UPDATE messiah.migrations SET description = $2 WHERE version = $1",
+                    &[version.into(), description.into()],
+                );
+            }
+        }
         Some(_) if applied >= version => {
             return Err(Error::new(
                 Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -169,12 +177,12 @@ pub fn add(version: i64, sql: &str, description: Option<&str>) -> Result<Migrati
             )
             .hint("Register the change as a new version."))
         }
-        None if applied > version => {
+        None if applied >= version => {
             return Err(Error::new(
                 Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("migration {version} is below migration {applied}, applied in tenant databases"),
+                format!("migration {version} is not above migration {applied}, applied in tenant databases"),
             )
-            .detail("Migrations are applied in ascending version order; this one could never be applied there in order.")
+            .detail("Migrations are applied in ascending version order; this one could never be applied there in order (or that version is there already).")
             .hint(format!("Register it with a version above {applied}.")))
         }
         _ => crate::spi::run(
@@ -188,7 +196,10 @@ pub fn add(version: i64, sql: &str, description: Option<&str>) -> Result<Migrati
         version,
         sql: sql.to_string(),
         checksum: sum,
-        description: description.map(str::to_string),
+        description: crate::spi::one::<String>(
+            "SELECT description FROM messiah.migrations WHERE version = $1",
+            &[version.into()],
+        ),
     })
 }
 
@@ -205,16 +216,58 @@ fn versions(
     round(
         tenants,
         servers,
-        |_| "SELECT messiah.migration_version()".into(),
+        |_| VERSION_PROBE_SQL.into(),
         concurrency,
         timeout,
     )
 }
 
+/// A database's migration version and the checksum it applied at that version, as
+/// `<version>:<checksum>` (`0:` when it has none).
+const VERSION_PROBE_SQL: &str = "SELECT s.v::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) \
+     coalesce((SELECT a.checksum FROM messiah.applied_migrations a WHERE a.version OPERATOR(pg_catalog.=) s.v), '') \
+     FROM (SELECT messiah.migration_version() AS v) s";
+
+/// Parses a `VERSION_PROBE_SQL` value.
+fn probed(value: Option<&str>) -> Option<(i64, &str)> {
+    let (v, sum) = value?.split_once(':')?;
+    Some((v.parse().ok()?, sum))
+}
+
+/// Why a database at `version` with `checksum` disagrees with the catalog's migrations, if it
+/// does: it holds a version the catalog has with other SQL (re-registered after a run whose
+/// calling transaction rolled back), or one the catalog does not have at all. Verified in each
+/// database, not read from the catalog (issue "Operating the fleet").
+fn disagreement(catalog: &HashMap<i64, String>, version: i64, checksum: &str) -> Option<String> {
+    if version == 0 {
+        return None;
+    }
+    match catalog.get(&version) {
+        Some(c) if c == checksum => None,
+        Some(c) => Some(format!(
+            "its database applied migration {version} with checksum {checksum}, the catalog's migration {version} has checksum {c} (registered again with other SQL after a run that did not commit): register it again with the SQL applied there, or repair that database"
+        )),
+        None => Some(format!(
+            "its database applied migration {version} (checksum {checksum}), which the catalog does not have (registered by a transaction that did not commit): register it with the SQL applied there"
+        )),
+    }
+}
+
 /// `messiah_migrate_tenants` (see the module comment). Errors: 22023 concurrency < 1;
 /// 55P03 another run is in progress.
 pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Error> {
+    if let Some(t) = target.filter(|t| *t < 1) {
+        return Err(Error::new(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("target_version {t} is invalid: migration versions start at 1"),
+        )
+        .hint("Leave it NULL for the latest migration."));
+    }
     let concurrency = rounds::start("messiah_migrate_tenants", concurrency)?;
+    let catalog: HashMap<i64, String> = Migration::all(None)
+        .into_iter()
+        .map(|m| (m.version, m.checksum))
+        .collect();
     let migrations = Migration::all(target);
     let target_version = migrations.last().map_or(0, |m| m.version);
     let servers: HashMap<i64, Server> = Server::all().into_iter().map(|s| (s.id, s)).collect();
@@ -227,10 +280,19 @@ pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Err
     let found = versions(&all, &servers, concurrency, connect);
     let mut behind = Vec::new();
     for (t, o) in tenants.iter().zip(found) {
-        let version = o.value.as_deref().and_then(|v| v.parse::<i64>().ok());
+        let found = probed(o.value.as_deref());
         let mut r = report(t, "ok", "");
         r.duration_ms = o.elapsed.as_secs_f64() * 1000.0;
-        match (o.ok, version) {
+        if let Some(why) = found.and_then(|(v, sum)| disagreement(&catalog, v, sum)) {
+            // not recorded in the catalog: what the databases hold and the catalog agree on
+            // is what `add` protects, so registering the applied SQL again repairs this
+            r.status = "failed";
+            r.from_version = found.map(|(v, _)| v);
+            r.message = why;
+            out.push(r);
+            continue;
+        }
+        match (o.ok, found.map(|(v, _)| v)) {
             (true, Some(v)) if v >= target_version => {
                 r.from_version = Some(v);
                 r.to_version = Some(v);
@@ -286,7 +348,7 @@ pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Err
     let stopped: Vec<&Tenant> = failed.iter().map(|(t, _)| *t).collect();
     let now = versions(&stopped, &servers, concurrency, connect);
     for ((_, mut r), o) in failed.into_iter().zip(now) {
-        r.to_version = o.value.as_deref().and_then(|x| x.parse().ok());
+        r.to_version = probed(o.value.as_deref()).map(|(v, _)| v);
         out.push(r);
     }
     record(&out);

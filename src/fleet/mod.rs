@@ -44,8 +44,10 @@ fn messiah_add_migration(
 /// `status` (ok | failed | skipped), `message`, `duration_ms`. A failure stops that tenant at
 /// its previous version and not the others; a re-run does only what is left. Migrations
 /// already applied are committed in the tenant databases whatever this call's transaction
-/// does; the catalog's record of versions (`messiah_list_migrations`) is updated by it.
-/// Errors: 22023 concurrency < 1; 55P03 another run is in progress.
+/// does; the catalog's record of versions (`messiah_list_migrations`) is updated by it. A
+/// database that applied a version with other SQL than the catalog's (its checksum), or a
+/// version the catalog does not have, is `failed` with the reason.
+/// Errors: 22023 concurrency < 1 or target_version < 1; 55P03 another run is in progress.
 #[allow(clippy::type_complexity)]
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
@@ -160,10 +162,13 @@ fn messiah_upgrade_tenants(
 /// the target at COMMIT. The source database is dropped after COMMIT, or kept (and its role
 /// locked out) with `keep_source`. Returns `{"tenant_id","from","to","copy_ms","cutover_ms",
 /// "source"}`. A failure leaves the tenant on its source, working; what could not be removed
-/// at once goes with `messiah_reconcile(repair => true)`. Errors: 25001 inside a transaction
-/// block; 22023 already there; 42704 no such tenant or server; 55000 not ready, target not
+/// at once goes with `messiah_reconcile(repair => true)`. Called inside a longer transaction,
+/// the cutover takes effect (and routed calls wait) until it commits. Errors: 22023 already
+/// there; 42704 no such tenant or server; 55000 not ready, target not
 /// active, source without `wal_level = logical`, tables without a primary key, tenant not at
-/// the current versions, or the copy failed; 42501 the target's user is not a superuser;
+/// the current versions, code of the tenant's that PG15's replication would run as a
+/// superuser (triggers enabled ALWAYS or REPLICA; constraints, indexes, defaults calling its
+/// own functions), or the copy failed; 42501 the target's user is not a superuser;
 /// 42P04 the target has a database of that name; 55P03 routed calls in flight past the cutover
 /// timeout; 57014 `messiah.move_timeout`.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]

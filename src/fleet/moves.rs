@@ -615,6 +615,15 @@ impl Move {
     }
 }
 
+/// Whether this transaction has a transaction id (it has written something).
+fn writes_pending() -> bool {
+    crate::spi::one_ro::<bool>(
+        "SELECT pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL",
+        &[],
+    )
+    .unwrap_or(false)
+}
+
 fn timeout() -> Duration {
     Duration::from_millis(crate::guc::MOVE_TIMEOUT_MS.get().max(1) as u64)
 }
@@ -677,6 +686,16 @@ pub fn move_tenant(tenant_id: &str, to: Option<&str>, keep_source: bool) -> Resu
         &[running_key(&tag(tenant_id)).into()],
     );
     let m = Move::plan(tenant_id, to)?;
+    if m.source.is_local() && writes_pending() {
+        return Err(Error::new(
+            Code::ERRCODE_ACTIVE_SQL_TRANSACTION,
+            format!(
+                "tenant \"{tenant_id}\" cannot move off this server in a transaction that has already written"
+            ),
+        )
+        .detail("Creating the move's replication slot waits for every transaction with an id on the source server to end, and this one is on it: it would wait for itself.")
+        .hint("Call messiah_move_tenant in a transaction of its own (autocommit), or before the transaction writes anything."));
+    }
     m.check()?;
     let started = Instant::now();
     let copied =

@@ -61,7 +61,7 @@ fn run_migration(
     {
         let _user = crate::spi::AsUser::enter(role, pg_sys::SECURITY_RESTRICTED_OPERATION as i32);
         let _path = crate::spi::PinnedSearchPath::with(c"public");
-        crate::spi::run(sql, &[]);
+        run_sql(version, sql);
     }
     crate::spi::run(
         "INSERT INTO messiah.applied_migrations (version, checksum, description, duration_ms) \
@@ -74,4 +74,22 @@ fn run_migration(
         ],
     );
     "applied".into()
+}
+
+/// Runs migration `version`'s SQL. A statement that ends the transaction (`COMMIT`,
+/// `ROLLBACK`: SPI refuses them with SPI_ERROR_TRANSACTION) is 2D000, as Postgres' own
+/// "invalid transaction termination"; the error names the version, never the SQL (up to 1 MiB).
+fn run_sql(version: i64, sql: &str) {
+    use pgrx::spi::{SpiError, SpiErrorCodes};
+    match Spi::run(sql) {
+        Ok(()) => {}
+        Err(SpiError::SpiError(SpiErrorCodes::Transaction)) => Error::new(
+            Code::ERRCODE_INVALID_TRANSACTION_TERMINATION,
+            format!("migration {version} ends its transaction (COMMIT or ROLLBACK)"),
+        )
+        .detail("Each migration runs in a transaction of its own in each tenant database.")
+        .hint("Remove the COMMIT or ROLLBACK; split the SQL into two versions if it needs two transactions.")
+        .raise(),
+        Err(e) => crate::err::internal(&format!("running migration {version}"), e),
+    }
 }

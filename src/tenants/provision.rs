@@ -206,11 +206,13 @@ pub fn ensure_template(server: &Server) -> Result<String, Error> {
     let maint = server.maintenance();
     let leftovers = remote::query_or_error(
         &maint,
+        // any template's build (not only this one's: a build whose migrations failed has a
+        // template name no later build shares)
         "SELECT datname::text FROM pg_catalog.pg_database d \
-         WHERE datname OPERATOR(pg_catalog.~~) $1 AND NOT EXISTS ( \
+         WHERE datname OPERATOR(pg_catalog.~) '^messiah_template_[0-9a-f]{16}_b[0-9]+$' AND NOT EXISTS ( \
              SELECT 1 FROM pg_catalog.pg_stat_activity a \
              WHERE a.pid::text OPERATOR(pg_catalog.=) pg_catalog.substring(d.datname, '_b([0-9]+)$'))",
-        &[Some(&format!("{}\\_b%", like_exact(&tpl)))],
+        &[],
     )?;
     for name in leftovers
         .rows
@@ -236,9 +238,15 @@ pub fn ensure_template(server: &Server) -> Result<String, Error> {
     let setup = format!(
         "SET client_min_messages = warning; CREATE EXTENSION messiah_tenant; {TENANT_SCHEMA_SQL}"
     );
-    remote::execute_or_error(&server.database(&build), &setup)?;
-    apply_migrations(server, &build)?;
+    let built = remote::execute_or_error(&server.database(&build), &setup)
+        .and_then(|_| apply_migrations(server, &build));
     remote::close_database(server.id, &build);
+    if let Err(e) = built {
+        // a failed build is never renamed: it goes now (or, if that fails too, with the next
+        // build on this server, its builder's connection being gone)
+        let _ = force_drop(server, &build);
+        return Err(e);
+    }
     let renamed = remote::execute(
         &maint,
         &format!(

@@ -242,3 +242,117 @@ fn migrations_apply_in_order_per_tenant_resumably_and_only_as_the_owner() {
         drop_tenant(&mut c, t);
     }
 }
+
+/// The review's inputs: a migration that ends its transaction (2D000, not an internal error),
+/// a failed template build left behind on the server, a version re-registered with other SQL
+/// after a run whose calling transaction rolled back (the databases keep what they applied:
+/// verified there by checksum and reported, not passed over), a version not above one the
+/// databases hold, `target_version` below 1, and a description given again.
+#[test]
+fn migration_edges_are_reported_never_passed_over() {
+    drop_db("tenant_it_mge");
+    let mut c = admin_db("messiah_it_migrations_edges");
+    c.batch_execute("SELECT messiah_create_tenant('it_mge', 'E', 'it-mge')")
+        .unwrap();
+    settle(&mut c);
+    let builds = || -> i64 {
+        connect("postgres")
+            .query_one(
+                "SELECT count(*) FROM pg_database WHERE datname ~ '^messiah_template_[0-9a-f]{16}_b[0-9]+$'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let row = |c: &mut Client, sql: &str| -> (String, String) {
+        let r = c
+            .query_one(
+                &format!("SELECT status, message FROM messiah_migrate_tenants({sql}) WHERE tenant_id = 'it_mge'"),
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    add(&mut c, 1, "COMMIT; CREATE TABLE x1 (id int PRIMARY KEY)").unwrap();
+    let (status, msg) = row(&mut c, "");
+    assert_eq!(status, "failed");
+    assert!(
+        msg.starts_with("2D000: migration 1 ends its transaction (COMMIT or ROLLBACK)"),
+        "{msg}"
+    );
+    // the template build with the failing migration is gone, not left on the server
+    assert_eq!(builds(), 0);
+    // failed everywhere, so it may be replaced
+    add(&mut c, 1, "CREATE TABLE x1 (id int PRIMARY KEY)").unwrap();
+    assert_eq!(row(&mut c, "").0, "ok");
+    // a run whose calling transaction rolls back: the database keeps migration 2, the catalog
+    // forgets it was registered
+    c.batch_execute(
+        "BEGIN; SELECT messiah_add_migration(2, 'CREATE TABLE t2 (id int PRIMARY KEY)'); \
+         SELECT count(*) FROM messiah_migrate_tenants(); ROLLBACK",
+    )
+    .unwrap();
+    assert_eq!(version_in("it_mge"), 2);
+    add(&mut c, 2, "CREATE TABLE t2_other (id int PRIMARY KEY)").unwrap();
+    let (status, msg) = row(&mut c, "");
+    assert_eq!(status, "failed");
+    assert!(
+        msg.starts_with("its database applied migration 2 with checksum "),
+        "{msg}"
+    );
+    // the disagreeing version is not recorded: registered with the SQL the database applied,
+    // it is consistent again (and the templates are rebuilt with it)
+    assert_eq!(
+        c.query_one(
+            "SELECT migration_version FROM messiah.tenants WHERE tenant_id = 'it_mge'",
+            &[]
+        )
+        .unwrap()
+        .get::<_, i64>(0),
+        1
+    );
+    add(&mut c, 2, "CREATE TABLE t2 (id int PRIMARY KEY)").unwrap();
+    assert_eq!(row(&mut c, ""), ("ok".into(), "nothing to do".into()));
+    // a version not registered but held by the databases (left by a rolled-back registration)
+    c.batch_execute(
+        "BEGIN; SELECT messiah_add_migration(3, 'CREATE TABLE t3 (id int PRIMARY KEY)'); \
+         SELECT count(*) FROM messiah_migrate_tenants(); ROLLBACK",
+    )
+    .unwrap();
+    let (status, msg) = row(&mut c, "");
+    assert_eq!(status, "failed");
+    assert!(
+        msg.starts_with("its database applied migration 3 (checksum ")
+            && msg.ends_with(", which the catalog does not have (registered by a transaction that did not commit): register it with the SQL applied there"),
+        "{msg}"
+    );
+    // other SQL under that version: reported too, never passed over as "nothing to do"
+    add(&mut c, 3, "SELECT 1").unwrap();
+    assert_eq!(row(&mut c, "").0, "failed");
+    add(&mut c, 3, "CREATE TABLE t3 (id int PRIMARY KEY)").unwrap();
+    assert_eq!(row(&mut c, ""), ("ok".into(), "nothing to do".into()));
+    for bad in ["target_version => 0", "target_version => -1"] {
+        let e = fails(
+            &mut c,
+            &format!("SELECT * FROM messiah_migrate_tenants({bad})"),
+        );
+        assert_eq!(sqlstate(&e), "22023", "{bad}");
+    }
+    // the same SQL with a description: the description is what the catalog now holds
+    let d: String = c
+        .query_one(
+            "SELECT messiah_add_migration(3, 'CREATE TABLE t3 (id int PRIMARY KEY)', 'third')->>'description'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let stored: String = c
+        .query_one(
+            "SELECT description FROM messiah.migrations WHERE version = 3",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!((d.as_str(), stored.as_str()), ("third", "third"));
+    drop_tenant(&mut c, "it_mge");
+}

@@ -163,8 +163,9 @@ fn messiah_upgrade_tenants(
 /// locked out) with `keep_source`. Returns `{"tenant_id","from","to","copy_ms","cutover_ms",
 /// "source"}`. A failure leaves the tenant on its source, working; what could not be removed
 /// at once goes with `messiah_reconcile(repair => true)`. Called inside a longer transaction,
-/// the cutover takes effect (and routed calls wait) until it commits. Errors: 22023 already
-/// there; 42704 no such tenant or server; 55000 not ready, target not
+/// the cutover takes effect (and routed calls wait) until it commits. Errors: 25001 moving off
+/// this admin database's own server in a transaction that has written (its slot would wait for
+/// it); 22023 already there; 42704 no such tenant or server; 55000 not ready, target not
 /// active, source without `wal_level = logical`, tables without a primary key, tenant not at
 /// the current versions, code of the tenant's that PG15's replication would run as a
 /// superuser (triggers enabled ALWAYS or REPLICA; constraints, indexes, defaults calling its

@@ -219,7 +219,7 @@ fn migrations_apply_in_order_per_tenant_resumably_and_only_as_the_owner() {
     let e = add(&mut c, 5, "SELECT 5").unwrap_err();
     assert_eq!(sqlstate(&e), "55000");
     assert!(
-        message(&e).contains("below migration 10"),
+        message(&e).contains("is not above migration 10"),
         "{}",
         message(&e)
     );

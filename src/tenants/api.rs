@@ -810,7 +810,9 @@ fn messiah_reconcile(
 
 /// Carries out the queued remote actions (drops, catalog copy pushes) now, in this session,
 /// and with `wait_ms` > 0 waits up to that many milliseconds for the ones another session
-/// (the executor worker) is running or that fail and are retried. Returns
+/// (the executor worker) is running or that fail and are retried. It returns early when
+/// another session waits for this transaction (an action the executor took may wait for the
+/// ones done here, which commit with the caller): call it again after COMMIT. Returns
 /// `{"done", "failed", "pending", "actions": [{"action","tenant_id","database","outcome"}]}`.
 /// Errors: 22004, 22023 negative wait.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]

@@ -473,11 +473,25 @@ pub fn run_and_wait(wait_ms: i64) -> Report {
             }
         }
         total.pending = r.pending;
-        if r.pending == 0 || std::time::Instant::now() >= deadline {
+        if r.pending == 0 || std::time::Instant::now() >= deadline || blocking_others() {
             return total;
         }
         crate::spi::sleep_ms(100);
     }
+}
+
+/// Whether another session waits for a lock this transaction holds. The actions this call
+/// carried out are not committed until the caller's transaction ends, and an action the
+/// executor took meanwhile may wait for them (the same tenant's catalog row): waiting for it
+/// here would only wait out `wait_ms`. The caller's COMMIT lets it finish; calling again then
+/// finds it done.
+fn blocking_others() -> bool {
+    crate::spi::one_ro::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a \
+         WHERE pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.=) ANY (pg_catalog.pg_blocking_pids(a.pid)))",
+        &[],
+    )
+    .unwrap_or(false)
 }
 
 /// 55006 for a tenant whose database is still being dropped.

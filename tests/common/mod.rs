@@ -93,13 +93,25 @@ pub fn tenant_rows(c: &mut Client, tenant_id: &str) -> i64 {
 
 /// Carries out every queued remote action (drops, catalog copy pushes) and waits for the
 /// ones the executor worker is running: what "after COMMIT" has finished means in a test.
+/// Each call is a transaction of its own: one returns early when the executor waits for what
+/// it did (see `messiah_run_pending`), and the next finds that done after its COMMIT.
 pub fn settle(c: &mut Client) {
-    let r: String = c
-        .query_one("SELECT messiah_run_pending(wait_ms => 20000)::text", &[])
-        .unwrap()
-        .get(0);
-    let v: serde_json::Value = serde_json::from_str(&r).unwrap();
-    assert_eq!(v["pending"], 0, "remote actions still pending: {r}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r: String = c
+            .query_one("SELECT messiah_run_pending(wait_ms => 5000)::text", &[])
+            .unwrap()
+            .get(0);
+        let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+        if v["pending"] == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "remote actions still pending after 30 s: {r}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Drops a tenant and waits for its database to be dropped after COMMIT.

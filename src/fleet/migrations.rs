@@ -253,8 +253,8 @@ fn disagreement(catalog: &HashMap<i64, String>, version: i64, checksum: &str) ->
     }
 }
 
-/// `messiah_migrate_tenants` (see the module comment). Errors: 22023 concurrency < 1;
-/// 55P03 another run is in progress.
+/// `messiah_migrate_tenants` (see the module comment). Errors: 22023 concurrency < 1 or
+/// target_version < 1; 55P03 another run is in progress.
 pub fn migrate(concurrency: i32, target: Option<i64>) -> Result<Vec<Report>, Error> {
     if let Some(t) = target.filter(|t| *t < 1) {
         return Err(Error::new(

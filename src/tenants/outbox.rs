@@ -480,7 +480,8 @@ pub fn run_and_wait(wait_ms: i64) -> Report {
     }
 }
 
-/// Whether another session waits for a lock this transaction holds. The actions this call
+/// Whether another session of this admin database (the executor works in it) waits for a lock
+/// this transaction holds. The actions this call
 /// carried out are not committed until the caller's transaction ends, and an action the
 /// executor took meanwhile may wait for them (the same tenant's catalog row): waiting for it
 /// here would only wait out `wait_ms`. The caller's COMMIT lets it finish; calling again then
@@ -488,7 +489,8 @@ pub fn run_and_wait(wait_ms: i64) -> Report {
 fn blocking_others() -> bool {
     crate::spi::one_ro::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a \
-         WHERE pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.=) ANY (pg_catalog.pg_blocking_pids(a.pid)))",
+         WHERE a.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() \
+           AND pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.=) ANY (pg_catalog.pg_blocking_pids(a.pid)))",
         &[],
     )
     .unwrap_or(false)

@@ -200,29 +200,56 @@ fn prerequisite(message: String) -> Error {
 
 /// What of a database's own code the replication would run as the subscription's owner:
 /// triggers enabled ALWAYS or REPLICA (they fire where `session_replication_role = replica`),
-/// and constraints (of tables and domains), indexes and defaults that call a function, or an
-/// operator of a function, outside `pg_catalog` and `information_schema` and of no extension.
+/// and every function that an expression the apply evaluates calls (constraints of the
+/// published tables and of the database's own domains, index expressions and predicates,
+/// generated columns: read from their stored node trees, `:funcid`/`:opfuncid`/`:opno`,
+/// since Postgres records no dependency on pinned pg_catalog functions), or that the
+/// database's own types call (a range's `subtype_diff`), unless it is an IMMUTABLE function
+/// of `pg_catalog` or one of an extension. An allow-list, not a deny-list: a pg_catalog
+/// function that is not immutable may run SQL given as text (`query_to_xml`) or need a
+/// superuser (`lo_export`), and would run as one. Plain defaults are not evaluated: the
+/// copy's tables have the source's columns.
 const RUNS_AS_SUBSCRIBER_SQL: &str = "\
-WITH userfn AS (\
+WITH member AS (\
+  SELECT e.classid, e.objid FROM pg_catalog.pg_depend e WHERE e.deptype OPERATOR(pg_catalog.=) 'e'), \
+safe_fn AS (\
   SELECT p.oid FROM pg_catalog.pg_proc p \
-  WHERE p.pronamespace OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace]::pg_catalog.oid[]) \
-    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.deptype OPERATOR(pg_catalog.=) 'e' \
-      AND e.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND e.objid OPERATOR(pg_catalog.=) p.oid)), \
-userop AS (\
-  SELECT o.oid FROM pg_catalog.pg_operator o WHERE o.oprcode::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM userfn)) \
+  WHERE (p.pronamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace AND p.provolatile OPERATOR(pg_catalog.=) 'i') \
+     OR (p.oid, 'pg_catalog.pg_proc'::pg_catalog.regclass) IN (SELECT m.objid, m.classid FROM member m)), \
+public_rel AS (\
+  SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) 'public'::pg_catalog.regnamespace), \
+own_type AS (\
+  SELECT t.oid FROM pg_catalog.pg_type t \
+  WHERE t.typnamespace OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace]::pg_catalog.oid[]) \
+    AND (t.oid, 'pg_catalog.pg_type'::pg_catalog.regclass) NOT IN (SELECT m.objid, m.classid FROM member m)), \
+exprs AS (\
+  SELECT pg_catalog.pg_describe_object('pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, 0) AS what, k.conbin::pg_catalog.text AS tree \
+  FROM pg_catalog.pg_constraint k WHERE k.conbin IS NOT NULL \
+    AND (k.conrelid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM public_rel) OR k.contypid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM own_type)) \
+  UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, i.indexrelid, 0), \
+         coalesce(i.indexprs::pg_catalog.text, '') OPERATOR(pg_catalog.||) coalesce(i.indpred::pg_catalog.text, '') \
+  FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM public_rel) \
+  UNION ALL SELECT pg_catalog.pg_describe_object('pg_catalog.pg_attrdef'::pg_catalog.regclass, d.oid, 0), d.adbin::pg_catalog.text \
+  FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) d.adrelid AND a.attnum OPERATOR(pg_catalog.=) d.adnum \
+  WHERE a.attgenerated OPERATOR(pg_catalog.<>) '' AND d.adrelid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM public_rel)), \
+called AS (\
+  SELECT e.what, m.m[1] AS kind, m.m[2]::pg_catalog.oid AS id FROM exprs e, \
+         pg_catalog.regexp_matches(e.tree, ':(funcid|opfuncid|hashfuncid|negfuncid|opno) ([0-9]+)', 'g') AS m(m)) \
 SELECT pg_catalog.string_agg(w.what, '; ' ORDER BY w.what) FROM (\
   SELECT pg_catalog.format('trigger %s on table %s (ENABLE %s)', t.tgname, t.tgrelid::pg_catalog.regclass, \
          CASE t.tgenabled WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END) AS what \
   FROM pg_catalog.pg_trigger t \
   WHERE NOT t.tgisinternal AND t.tgenabled OPERATOR(pg_catalog.=) ANY ('{A,R}'::pg_catalog.\"char\"[]) \
   UNION \
+  SELECT c.what FROM called c WHERE c.id OPERATOR(pg_catalog.<>) 0 AND CASE WHEN c.kind OPERATOR(pg_catalog.=) 'opno' \
+    THEN (SELECT o.oprcode::pg_catalog.oid FROM pg_catalog.pg_operator o WHERE o.oid OPERATOR(pg_catalog.=) c.id) \
+    ELSE c.id END OPERATOR(pg_catalog.<>) ALL (SELECT oid FROM safe_fn) \
+  UNION \
   SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) FROM pg_catalog.pg_depend d \
-  WHERE d.classid OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.pg_constraint'::pg_catalog.regclass, \
-          'pg_catalog.pg_class'::pg_catalog.regclass, 'pg_catalog.pg_attrdef'::pg_catalog.regclass]::pg_catalog.oid[]) \
-    AND ((d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass \
-          AND d.refobjid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM userfn)) \
-      OR (d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_operator'::pg_catalog.regclass \
-          AND d.refobjid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM userop)))) w";
+  WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass \
+    AND d.objid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM own_type) \
+    AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass \
+    AND d.refobjid OPERATOR(pg_catalog.<>) ALL (SELECT oid FROM safe_fn)) w";
 
 /// Refuses (55000) to replicate into or out of `db` when the replication would run code of the
 /// tenant's as a superuser. PostgreSQL 15 runs a subscription's initial copy and its apply as
@@ -237,7 +264,7 @@ fn refuse_code_run_as_subscriber(db: &remote::Endpoint, tenant_id: &str) -> Resu
             "tenant \"{tenant_id}\" has code that the move's replication would run as a superuser: {objects}"
         ))
         .detail("PostgreSQL 15 applies a subscription's rows as the subscription's owner, who must be a superuser: triggers enabled ALWAYS or REPLICA fire there, and constraints, indexes and defaults are evaluated there.")
-        .hint("Make such triggers plain ENABLE (they do not fire during replication), or use functions of pg_catalog or of an extension in constraints, indexes and defaults (a migration); then move again.")),
+        .hint("Make such triggers plain ENABLE (they do not fire during replication), and use only immutable functions of pg_catalog or an extension's in constraints, index expressions, generated columns and types (a migration); then move again.")),
     }
 }
 

@@ -406,17 +406,43 @@ fn a_move_never_runs_the_tenants_code_as_a_superuser() {
         "{}",
         message(&e)
     );
+    // the review's second round: a CHECK calling a pg_catalog function that runs SQL given as
+    // text (no dependency is recorded on pinned pg_catalog functions: the check reads the
+    // expression), and a range type whose subtype_diff is the tenant's (a GiST index calls it)
+    c.batch_execute(
+        "SELECT messiah_add_migration(3, $q$\
+           CREATE TABLE t9 (id int PRIMARY KEY, \
+             CHECK (pg_catalog.query_to_xml('SELECT public.f(1)', false, false, '') IS NOT NULL)); \
+           CREATE FUNCTION public.rdiff(a int, b int) RETURNS float8 LANGUAGE sql IMMUTABLE AS 'SELECT (a - b)::float8'; \
+           CREATE TYPE public.myr AS RANGE (subtype = int4, subtype_diff = public.rdiff); \
+           CREATE TABLE t10 (id int PRIMARY KEY, r public.myr); \
+           CREATE INDEX t10_r ON t10 USING gist (r)$q$)",
+    )
+    .unwrap();
+    c.batch_execute("SELECT count(*) FROM messiah_migrate_tenants()")
+        .unwrap();
+    let e = fails(&mut c, "SELECT messiah_move_tenant('it_mv_su', 'mvs')");
+    assert_eq!(sqlstate(&e), "55000", "{}", message(&e));
+    assert!(
+        message(&e).ends_with(
+            ": constraint t9_check on table public.t9; index public.ev_f; type public.myr"
+        ),
+        "{}",
+        message(&e)
+    );
     // a plain trigger does not fire during replication: the move goes, the role stays as it was
     // one transaction that has written cannot move off this cluster (its slot would wait for
     // it): 25001 at once, not a wait
     let e = fails(
         &mut c,
-        "SELECT messiah_add_migration(3, 'DROP INDEX ev_f'); \
+        "SELECT messiah_add_migration(4, 'DROP INDEX ev_f; DROP TABLE t9; DROP TABLE t10; DROP TYPE public.myr'); \
          SELECT count(*) FROM messiah_migrate_tenants(); \
          SELECT messiah_move_tenant('it_mv_su', 'mvs')",
     );
     assert_eq!(sqlstate(&e), "25001", "{}", message(&e));
-    c.batch_execute("SELECT messiah_add_migration(3, 'DROP INDEX ev_f')")
+    c.batch_execute(
+        "SELECT messiah_add_migration(4, 'DROP INDEX ev_f; DROP TABLE t9; DROP TABLE t10; DROP TYPE public.myr')",
+    )
         .unwrap();
     c.batch_execute("SELECT count(*) FROM messiah_migrate_tenants()")
         .unwrap();

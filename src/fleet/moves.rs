@@ -458,7 +458,14 @@ impl Move {
     /// by the target (e.g. it cannot reach the source) or after `messiah.move_timeout`.
     fn wait_for_sync(&self) -> Result<(), Error> {
         let deadline = Instant::now() + timeout();
+        let mut polls: u64 = 0;
         loop {
+            // a subscription whose publisher is gone reports no error (its apply worker only
+            // fails to start): the source is asked itself, about once a second
+            polls += 1;
+            if polls.is_multiple_of(20) {
+                remote::query_or_error(&self.source_db(), "SELECT 1", &[])?;
+            }
             let r = remote::query_or_error(
                 &self.copy_db(),
                 "SELECT (SELECT count(*) FROM pg_catalog.pg_subscription_rel r \
